@@ -1,0 +1,99 @@
+"""Type stub for the compiled extension ``redoxfield._core`` (crate rust/python).
+
+The core knows nothing of biology, units or files. It sees a subvolume graph, a
+mass-action network with *mesoscopic* constants already converted by
+``redoxfield.units``, initial integer counts and a seed.
+
+Conventions (all arrays C-contiguous; integer arrays int64 unless stated):
+
+- N subvolumes, S species, R reactions, E directed edges.
+- Transport along the directed edge e = i -> j for species s happens at rate
+  ``transport_coefficients[edge_class[e], s] * edge_coupling[e] / volumes[i]``
+  per molecule in i. For diffusion inside a compartment the coupling is
+  g_ij = A_ij / d_ij (µm) and the coefficient D_s (µm²/s); across a membrane the
+  coupling is the shared area A_ij (µm²) and the coefficient the permeability
+  P_s (µm/s). A coefficient of 0 means no transport of that species on that edge.
+- Reaction r in subvolume i has mesoscopic constant
+  ``c = rate_constants[rate_class[i], r]`` (0 means the reaction does not happen
+  there). Propensity: order 0 -> c; ``A`` -> c*nA; ``A + B`` -> c*nA*nB;
+  ``A + A`` -> c*nA*(nA-1)/2.
+- ``reactants[r]`` holds up to two species indices, -1 for an empty slot
+  (``A + A`` is written [a, a]). Products are a CSR list: the products of r are
+  ``product_species[product_offsets[r]:product_offsets[r+1]]`` (repeat an index
+  for stoichiometry 2).
+"""
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+__version__: str
+
+class CoreError(Exception):
+    """A failure inside a run (count overflow, ...); the message names the cause."""
+
+class NsmEngine:
+    """Exact next-subvolume method (Elf & Ehrenberg 2004) on one trajectory."""
+
+    def __init__(
+        self,
+        *,
+        volumes: NDArray[np.float64],
+        edge_offsets: NDArray[np.int64],
+        edge_targets: NDArray[np.int64],
+        edge_coupling: NDArray[np.float64],
+        edge_class: NDArray[np.int64],
+        transport_coefficients: NDArray[np.float64],
+        reactants: NDArray[np.int64],
+        product_offsets: NDArray[np.int64],
+        product_species: NDArray[np.int64],
+        rate_class: NDArray[np.int64],
+        rate_constants: NDArray[np.float64],
+        counts: NDArray[np.int64],
+        seed: int,
+        replicate: int = 0,
+        species_names: Sequence[str] | None = None,
+    ) -> None:
+        """Validate every array (ValueError naming the array and the index on bad
+        input) and build the engine at time 0."""
+
+    @property
+    def time(self) -> float:
+        """Simulated time reached (s)."""
+
+    @property
+    def n_subvolumes(self) -> int: ...
+    @property
+    def n_species(self) -> int: ...
+    @property
+    def n_reactions(self) -> int: ...
+    @property
+    def total_events(self) -> int: ...
+    def advance(
+        self,
+        t_stop: float,
+        progress: Callable[[float, int], None] | None = None,
+    ) -> None:
+        """Run every event with time <= t_stop, then set time to t_stop.
+
+        Releases the GIL while running. Checks for signals about every 2**20
+        events: Ctrl-C raises KeyboardInterrupt and leaves the engine in a
+        consistent state at the last processed event. ``progress(time, events)``
+        is called at the same points. Raises CoreError on count overflow.
+        """
+
+    def counts(self) -> NDArray[np.uint32]:
+        """Copy of the (N, S) counts."""
+
+    def counts_into(self, out: NDArray[np.uint32]) -> None:
+        """Write the (N, S) counts into a preallocated uint32 array."""
+
+    def totals(self) -> NDArray[np.int64]:
+        """(S,) total molecules per species."""
+
+    def diffusion_events(self) -> NDArray[np.uint64]:
+        """(S,) transport events per species (diffusion and membrane crossings)."""
+
+    def reaction_events(self) -> NDArray[np.uint64]:
+        """(R,) firings per reaction."""

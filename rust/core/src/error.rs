@@ -1,0 +1,31 @@
+use std::fmt;
+
+/// Everything that can go wrong in the core. Never a panic: every input is
+/// validated and every run-time failure (such as a count overflow) is returned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoreError {
+    /// An input array is malformed; the message names the array and the index.
+    InvalidInput(String),
+    /// An event would push a count past `u32::MAX`; the state is left as it was
+    /// before that event.
+    CountOverflow { species: usize, subvolume: usize },
+}
+
+impl fmt::Display for CoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CoreError::InvalidInput(msg) => write!(f, "{msg}"),
+            CoreError::CountOverflow { species, subvolume } => write!(
+                f,
+                "count of species {species} in subvolume {subvolume} would exceed {} molecules",
+                u32::MAX
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CoreError {}
+
+pub(crate) fn invalid<T>(msg: impl Into<String>) -> Result<T, CoreError> {
+    Err(CoreError::InvalidInput(msg.into()))
+}

@@ -1,0 +1,19 @@
+//! redoxfield-core: exact and approximate spatial stochastic simulation of
+//! reaction-diffusion on a subvolume graph.
+//!
+//! The crate knows nothing of biology, units or file formats: it sees
+//! subvolumes with volumes, directed neighbour edges with couplings and
+//! transport classes, a mass-action network with mesoscopic constants per
+//! subvolume class, integer counts and a seed (see `Problem`).
+
+pub mod error;
+pub mod lattice;
+pub mod nsm;
+pub mod problem;
+pub mod queue;
+pub mod rng;
+
+pub use error::CoreError;
+pub use nsm::{Advance, Nsm};
+pub use problem::{Problem, Reaction, SubvolumeGraph};
+pub use rng::Stream;

@@ -1,0 +1,269 @@
+//! The inputs every solver shares: a subvolume graph, transport coefficients,
+//! a mass-action reaction network with per-subvolume mesoscopic constants, and
+//! initial counts. Built from plain arrays and validated once; solvers then
+//! index without bounds surprises.
+
+use crate::error::{invalid, CoreError};
+
+/// Directed neighbour graph of subvolumes in CSR form.
+///
+/// Transport of species `s` along edge `e = i -> j` happens at rate
+/// `coefficients[edge_class[e] * n_species + s] * coupling[e] / volumes[i]`
+/// per molecule in `i` (DESIGN.md: `D * g_ij / V_i` inside a compartment,
+/// `P * A_ij / V_i` across a membrane).
+#[derive(Clone, Debug, Default)]
+pub struct SubvolumeGraph {
+    pub volumes: Vec<f64>,
+    pub edge_offsets: Vec<usize>,
+    pub edge_targets: Vec<u32>,
+    pub edge_coupling: Vec<f64>,
+    pub edge_class: Vec<u32>,
+}
+
+impl SubvolumeGraph {
+    pub fn n_subvolumes(&self) -> usize {
+        self.volumes.len()
+    }
+    pub fn n_edges(&self) -> usize {
+        self.edge_targets.len()
+    }
+}
+
+/// One mass-action reaction: at most two reactants (a repeated index is A + A),
+/// any number of products (repeat an index for stoichiometry > 1).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reaction {
+    pub reactants: Vec<u32>,
+    pub products: Vec<u32>,
+}
+
+impl Reaction {
+    pub fn order(&self) -> usize {
+        self.reactants.len()
+    }
+
+    /// Net change of each species, merged and without zero entries.
+    pub fn net_change(&self) -> Vec<(u32, i64)> {
+        let mut delta: Vec<(u32, i64)> = Vec::new();
+        let mut add = |s: u32, d: i64| match delta.iter_mut().find(|(t, _)| *t == s) {
+            Some(entry) => entry.1 += d,
+            None => delta.push((s, d)),
+        };
+        for &s in &self.reactants {
+            add(s, -1);
+        }
+        for &s in &self.products {
+            add(s, 1);
+        }
+        delta.retain(|&(_, d)| d != 0);
+        delta
+    }
+}
+
+/// Everything a solver needs to start a trajectory.
+#[derive(Clone, Debug, Default)]
+pub struct Problem {
+    pub n_species: usize,
+    pub graph: SubvolumeGraph,
+    /// (n_transport_classes, n_species), row-major: D (µm²/s) or P (µm/s).
+    pub transport_coefficients: Vec<f64>,
+    pub reactions: Vec<Reaction>,
+    /// Per subvolume, the row of `rate_constants` that applies there.
+    pub rate_class: Vec<u32>,
+    /// (n_rate_classes, n_reactions), row-major: mesoscopic constants c
+    /// (order 0: 1/s; order 1: 1/s; order 2: 1/s per reactant pair). 0 means
+    /// the reaction does not happen in subvolumes of that class.
+    pub rate_constants: Vec<f64>,
+    /// (n_subvolumes, n_species), row-major.
+    pub initial_counts: Vec<u32>,
+}
+
+fn check_finite_nonneg(name: &str, values: &[f64]) -> Result<(), CoreError> {
+    for (k, &v) in values.iter().enumerate() {
+        if !v.is_finite() || v < 0.0 {
+            return invalid(format!(
+                "{name}[{k}] = {v} must be finite and non-negative"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Problem {
+    pub fn n_subvolumes(&self) -> usize {
+        self.graph.n_subvolumes()
+    }
+    pub fn n_reactions(&self) -> usize {
+        self.reactions.len()
+    }
+
+    /// Checks every shape, index and value; the error names the array and index.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let n = self.n_subvolumes();
+        let s = self.n_species;
+        let r = self.n_reactions();
+        let g = &self.graph;
+        if n == 0 {
+            return invalid("the subvolume graph has no subvolumes");
+        }
+        if n > u32::MAX as usize {
+            return invalid(format!("{n} subvolumes exceed the limit of {}", u32::MAX));
+        }
+        for (k, &v) in g.volumes.iter().enumerate() {
+            if !v.is_finite() || v <= 0.0 {
+                return invalid(format!("volumes[{k}] = {v} must be finite and positive"));
+            }
+        }
+        if g.edge_offsets.len() != n + 1 {
+            return invalid(format!(
+                "edge_offsets has length {} but must have n_subvolumes + 1 = {}",
+                g.edge_offsets.len(),
+                n + 1
+            ));
+        }
+        if g.edge_offsets[0] != 0 {
+            return invalid("edge_offsets[0] must be 0");
+        }
+        for k in 0..n {
+            if g.edge_offsets[k + 1] < g.edge_offsets[k] {
+                return invalid(format!("edge_offsets is decreasing at index {}", k + 1));
+            }
+        }
+        let e = g.edge_targets.len();
+        if g.edge_offsets[n] != e {
+            return invalid(format!(
+                "edge_offsets[-1] = {} but there are {e} edge_targets",
+                g.edge_offsets[n]
+            ));
+        }
+        if g.edge_coupling.len() != e || g.edge_class.len() != e {
+            return invalid(format!(
+                "edge_coupling ({}) and edge_class ({}) must have one entry per edge ({e})",
+                g.edge_coupling.len(),
+                g.edge_class.len()
+            ));
+        }
+        for i in 0..n {
+            for k in g.edge_offsets[i]..g.edge_offsets[i + 1] {
+                let t = g.edge_targets[k] as usize;
+                if t >= n {
+                    return invalid(format!(
+                        "edge_targets[{k}] = {t} is not a subvolume index (n_subvolumes = {n})"
+                    ));
+                }
+                if t == i {
+                    return invalid(format!("edge_targets[{k}] is a self-loop on subvolume {i}"));
+                }
+            }
+        }
+        check_finite_nonneg("edge_coupling", &g.edge_coupling)?;
+        if s == 0 {
+            return invalid("the network has no species");
+        }
+        if self.transport_coefficients.len() % s != 0 {
+            return invalid(format!(
+                "transport_coefficients has {} entries, not a multiple of n_species = {s}",
+                self.transport_coefficients.len()
+            ));
+        }
+        let n_tclasses = self.transport_coefficients.len() / s;
+        check_finite_nonneg("transport_coefficients", &self.transport_coefficients)?;
+        for (k, &c) in g.edge_class.iter().enumerate() {
+            if c as usize >= n_tclasses {
+                return invalid(format!(
+                    "edge_class[{k}] = {c} but there are {n_tclasses} transport classes"
+                ));
+            }
+        }
+        for (ri, rx) in self.reactions.iter().enumerate() {
+            if rx.reactants.len() > 2 {
+                return invalid(format!(
+                    "reaction {ri} has order {}; only orders 0, 1 and 2 are supported",
+                    rx.reactants.len()
+                ));
+            }
+            for &sp in rx.reactants.iter().chain(rx.products.iter()) {
+                if sp as usize >= s {
+                    return invalid(format!(
+                        "reaction {ri} names species index {sp} but there are {s} species"
+                    ));
+                }
+            }
+        }
+        if self.rate_class.len() != n {
+            return invalid(format!(
+                "rate_class has length {} but there are {n} subvolumes",
+                self.rate_class.len()
+            ));
+        }
+        let n_rclasses = if r == 0 {
+            0
+        } else {
+            if self.rate_constants.len() % r != 0 {
+                return invalid(format!(
+                    "rate_constants has {} entries, not a multiple of n_reactions = {r}",
+                    self.rate_constants.len()
+                ));
+            }
+            self.rate_constants.len() / r
+        };
+        check_finite_nonneg("rate_constants", &self.rate_constants)?;
+        if r > 0 {
+            for (k, &c) in self.rate_class.iter().enumerate() {
+                if c as usize >= n_rclasses {
+                    return invalid(format!(
+                        "rate_class[{k}] = {c} but there are {n_rclasses} rate classes"
+                    ));
+                }
+            }
+        }
+        if self.initial_counts.len() != n * s {
+            return invalid(format!(
+                "counts has {} entries but must have n_subvolumes * n_species = {}",
+                self.initial_counts.len(),
+                n * s
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn net_change_merges_and_drops_zero() {
+        let rx = Reaction {
+            reactants: vec![0, 0],
+            products: vec![0, 1],
+        };
+        assert_eq!(rx.net_change(), vec![(0, -1), (1, 1)]);
+        let cat = Reaction {
+            reactants: vec![2],
+            products: vec![2],
+        };
+        assert!(cat.net_change().is_empty());
+    }
+
+    #[test]
+    fn validate_names_bad_arrays() {
+        let p = Problem {
+            n_species: 1,
+            graph: SubvolumeGraph {
+                volumes: vec![1.0, 1.0],
+                edge_offsets: vec![0, 1, 2],
+                edge_targets: vec![1, 5],
+                edge_coupling: vec![1.0, 1.0],
+                edge_class: vec![0, 0],
+            },
+            transport_coefficients: vec![1.0],
+            reactions: vec![],
+            rate_class: vec![0, 0],
+            rate_constants: vec![],
+            initial_counts: vec![0, 0],
+        };
+        let err = p.validate().unwrap_err().to_string();
+        assert!(err.contains("edge_targets[1] = 5"), "{err}");
+    }
+}
