@@ -6,6 +6,7 @@
 //! transport classes, a mass-action network with mesoscopic constants per
 //! subvolume class, integer counts and a seed (see `Problem`).
 
+pub mod calendar;
 pub mod error;
 pub mod lattice;
 pub mod nsm;

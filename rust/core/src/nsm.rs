@@ -1,56 +1,86 @@
 //! The exact next-subvolume method (Elf & Ehrenberg 2004, IET Syst. Biol. 1:230).
 //!
-//! Each subvolume carries one total propensity a_i = a_diff_i + a_react_i and one
-//! tentative next-event time in an indexed heap. After an event only the
+//! Each subvolume has one total propensity a_i = a_diff_i + a_react_i and one
+//! tentative next-event time in a calendar queue. After an event only the
 //! subvolumes it touched are updated: the one that fired draws a fresh
 //! exponential; a diffusion destination keeps its random number and has its
 //! time rescaled, t_j <- t + (t_j - t) a_j_old / a_j_new (Gibson & Bruck 2000),
 //! which is exact and saves one exponential per diffusion event.
 //!
-//! Propensities of a touched subvolume are recomputed from its counts
-//! (O(S + R_i)) rather than updated incrementally, so no rounding drift
-//! accumulates over billions of events.
+//! Memory layout, chosen because the hot loop is bound by cache misses on
+//! random subvolumes: subvolumes with the same neighbourhood (edge offsets,
+//! transport classes, couplings / volume) and the same rate class share one
+//! *site*; a subvolume is a row `[site, n_0, ..., n_{S-1}]` of u32 in one
+//! array. Propensities are recomputed from that row (O(S + R_site)) rather
+//! than stored, so touching a subvolume costs one cache line and no rounding
+//! drift accumulates over billions of events. A Cartesian lattice has at most
+//! 27 x (number of rate classes) sites, all cache-resident.
 
+use std::collections::HashMap;
+
+use crate::calendar::CalendarQueue;
 use crate::error::{invalid, CoreError};
 use crate::problem::Problem;
-use crate::queue::EventQueue;
 use crate::rng::Stream;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    Source,
-    Unimolecular(u32),
-    Bimolecular(u32, u32),
-    Dimerisation(u32),
+/// A reaction as it applies at one rate class, in a branch-free form:
+/// propensity = c * x[a] * (x[b] - dimer), where x is the subvolume row
+/// `[site, n_0, ..., n_{S-1}, 1]`. A source points a and b at the trailing 1;
+/// a first-order reaction points b at it; `A + A` has a == b, dimer = 1 and
+/// c halved, giving c/2 * n (n - 1) = c * (number of distinct pairs).
+#[derive(Clone, Copy, Debug)]
+struct Channel {
+    c: f64,
+    dimer: f64,
+    a: u32,
+    b: u32,
+    reaction: u32,
+}
+
+impl Channel {
+    #[inline(always)]
+    fn propensity(&self, row: &[u32]) -> f64 {
+        self.c * row[self.a as usize] as f64 * (row[self.b as usize] as f64 - self.dimer)
+    }
+}
+
+/// Neighbourhood + chemistry shared by many subvolumes.
+#[derive(Clone, Debug)]
+struct Site {
+    edge_start: u32,
+    edge_end: u32,
+    channel_start: u32,
+    channel_end: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SiteEdge {
+    /// target = subvolume + delta
+    delta: i64,
+    class: u32,
+    /// coupling / V_i, so that rate = coefficient * weight.
+    weight: f64,
 }
 
 #[derive(Clone, Debug)]
 pub struct Nsm {
     n_subvolumes: usize,
     n_species: usize,
-    counts: Vec<u32>,
-    a_diff: Vec<f64>,
-    a_react: Vec<f64>,
-    /// (N, S): total transport rate per molecule of s out of i.
-    diff_rate: Vec<f64>,
-    edge_offsets: Vec<usize>,
-    edge_targets: Vec<u32>,
-    /// coupling_e / V_i, so that rate = coefficient * weight.
-    edge_weight: Vec<f64>,
-    edge_class: Vec<u32>,
+    stride: usize,
+    /// (N, S + 2): [site, counts..., 1] per subvolume.
+    cells: Vec<u32>,
+    sites: Vec<Site>,
+    /// (n_sites, S): total transport rate per molecule out of the site.
+    site_diff_rate: Vec<f64>,
+    edges: Vec<SiteEdge>,
     transport_coefficients: Vec<f64>,
-    kinds: Vec<Kind>,
+    channels: Vec<Channel>,
     change_offsets: Vec<usize>,
     change_species: Vec<u32>,
     change_delta: Vec<i64>,
-    rate_class: Vec<u32>,
-    rate_constants: Vec<f64>,
-    /// Per rate class, the reactions with a non-zero constant (CSR).
-    active_offsets: Vec<usize>,
-    active_reactions: Vec<u32>,
     /// Species that appear as a reactant somewhere.
     reactive: Vec<bool>,
-    queue: EventQueue,
+    queue: CalendarQueue,
     rng: Stream,
     time: f64,
     total_events: u64,
@@ -67,20 +97,6 @@ pub enum Advance {
     Paused,
 }
 
-#[inline(always)]
-fn propensity(kind: Kind, c: f64, row: &[u32]) -> f64 {
-    match kind {
-        Kind::Source => c,
-        Kind::Unimolecular(a) => c * row[a as usize] as f64,
-        Kind::Bimolecular(a, b) => c * row[a as usize] as f64 * row[b as usize] as f64,
-        Kind::Dimerisation(a) => {
-            let n = row[a as usize] as f64;
-            // n (n - 1) / 2 distinct pairs; 0 for n < 2.
-            c * (n * (n - 1.0) * 0.5).max(0.0)
-        }
-    }
-}
-
 impl Nsm {
     pub fn new(problem: &Problem, seed: u64, replicate: u64) -> Result<Self, CoreError> {
         problem.validate()?;
@@ -89,100 +105,142 @@ impl Nsm {
         let r = problem.n_reactions();
         let g = &problem.graph;
 
-        let mut edge_weight = Vec::with_capacity(g.n_edges());
-        let mut diff_rate = vec![0.0; n * s];
-        for i in 0..n {
-            let inv_v = 1.0 / g.volumes[i];
-            for e in g.edge_offsets[i]..g.edge_offsets[i + 1] {
-                let w = g.edge_coupling[e] * inv_v;
-                edge_weight.push(w);
-                let class = g.edge_class[e] as usize;
-                for sp in 0..s {
-                    diff_rate[i * s + sp] += problem.transport_coefficients[class * s + sp] * w;
-                }
-            }
-        }
-        for (k, &d) in diff_rate.iter().enumerate() {
-            if !d.is_finite() {
-                return invalid(format!(
-                    "transport rate of species {} out of subvolume {} is not finite \
-                     (coefficient * coupling / volume overflows)",
-                    k % s,
-                    k / s
-                ));
-            }
-        }
-
+        // Compile reactions: kinds, net changes, channels per rate class.
         let mut kinds = Vec::with_capacity(r);
         let mut change_offsets = vec![0];
         let mut change_species = Vec::new();
         let mut change_delta = Vec::new();
         let mut reactive = vec![false; s];
         for rx in &problem.reactions {
-            let kind = match rx.reactants.as_slice() {
-                [] => Kind::Source,
-                [a] => Kind::Unimolecular(*a),
-                [a, b] if a == b => Kind::Dimerisation(*a),
-                [a, b] => Kind::Bimolecular(*a, *b),
-                _ => unreachable!("validated: order <= 2"),
+            // Row positions: species k sits at 1 + k, the constant 1 at 1 + s.
+            let one = 1 + s as u32;
+            let (a, b, dimer) = match rx.reactants.as_slice() {
+                [] => (one, one, false),
+                [a] => (1 + *a, one, false),
+                [a, b] => (1 + *a, 1 + *b, a == b),
+                _ => return invalid("reaction of order above 2"),
             };
             for &sp in &rx.reactants {
                 reactive[sp as usize] = true;
             }
-            kinds.push(kind);
+            kinds.push((a, b, dimer));
             for (sp, d) in rx.net_change() {
                 change_species.push(sp);
                 change_delta.push(d);
             }
             change_offsets.push(change_species.len());
         }
-
         let n_rclasses = if r == 0 {
-            0
+            1
         } else {
             problem.rate_constants.len() / r
         };
-        let mut active_offsets = vec![0];
-        let mut active_reactions = Vec::new();
-        for c in 0..n_rclasses {
-            for ri in 0..r {
-                if problem.rate_constants[c * r + ri] > 0.0 {
-                    active_reactions.push(ri as u32);
+        let mut class_channels: Vec<Vec<Channel>> = vec![Vec::new(); n_rclasses];
+        if r > 0 {
+            for (c, chans) in class_channels.iter_mut().enumerate() {
+                for (ri, &(a, b, dimer)) in kinds.iter().enumerate() {
+                    let k = problem.rate_constants[c * r + ri];
+                    if k > 0.0 {
+                        chans.push(Channel {
+                            c: if dimer { 0.5 * k } else { k },
+                            dimer: if dimer { 1.0 } else { 0.0 },
+                            a,
+                            b,
+                            reaction: ri as u32,
+                        });
+                    }
                 }
             }
-            active_offsets.push(active_reactions.len());
         }
-        let rate_class = if r == 0 {
-            vec![0; n]
-        } else {
-            problem.rate_class.clone()
-        };
-        if r == 0 {
-            active_offsets.push(0);
+
+        // Deduplicate subvolumes into sites.
+        let mut site_of_key: HashMap<(u32, Vec<(i64, u32, u64)>), u32> = HashMap::new();
+        let mut sites = Vec::new();
+        let mut edges: Vec<SiteEdge> = Vec::new();
+        let mut channels: Vec<Channel> = Vec::new();
+        let mut site_diff_rate: Vec<f64> = Vec::new();
+        let stride = s + 2;
+        let mut cells = vec![0u32; n * stride];
+        let mut class_channel_range: Vec<Option<(u32, u32)>> = vec![None; n_rclasses];
+        for i in 0..n {
+            let inv_v = 1.0 / g.volumes[i];
+            let key_edges: Vec<(i64, u32, u64)> = (g.edge_offsets[i]..g.edge_offsets[i + 1])
+                .map(|e| {
+                    (
+                        g.edge_targets[e] as i64 - i as i64,
+                        g.edge_class[e],
+                        (g.edge_coupling[e] * inv_v).to_bits(),
+                    )
+                })
+                .collect();
+            let rc = if r == 0 { 0 } else { problem.rate_class[i] };
+            let key = (rc, key_edges);
+            let site = match site_of_key.get(&key) {
+                Some(&site) => site,
+                None => {
+                    let site = sites.len() as u32;
+                    let edge_start = edges.len() as u32;
+                    let mut rates = vec![0.0; s];
+                    for &(delta, class, wbits) in &key.1 {
+                        let weight = f64::from_bits(wbits);
+                        edges.push(SiteEdge {
+                            delta,
+                            class,
+                            weight,
+                        });
+                        for (sp, rate) in rates.iter_mut().enumerate() {
+                            *rate +=
+                                problem.transport_coefficients[class as usize * s + sp] * weight;
+                        }
+                    }
+                    for (sp, &rate) in rates.iter().enumerate() {
+                        if !rate.is_finite() {
+                            return invalid(format!(
+                                "transport rate of species {sp} out of subvolume {i} is not \
+                                 finite (coefficient * coupling / volume overflows)"
+                            ));
+                        }
+                    }
+                    site_diff_rate.extend_from_slice(&rates);
+                    let (cs, ce) = *class_channel_range[rc as usize].get_or_insert_with(|| {
+                        let start = channels.len() as u32;
+                        channels.extend_from_slice(&class_channels[rc as usize]);
+                        (start, channels.len() as u32)
+                    });
+                    sites.push(Site {
+                        edge_start,
+                        edge_end: edges.len() as u32,
+                        channel_start: cs,
+                        channel_end: ce,
+                    });
+                    if sites.len() > u32::MAX as usize {
+                        return invalid("too many distinct subvolume neighbourhoods");
+                    }
+                    site_of_key.insert(key, site);
+                    site
+                }
+            };
+            cells[i * stride] = site;
+            cells[i * stride + 1..i * stride + 1 + s]
+                .copy_from_slice(&problem.initial_counts[i * s..(i + 1) * s]);
+            cells[(i + 1) * stride - 1] = 1;
         }
 
         let mut nsm = Nsm {
             n_subvolumes: n,
             n_species: s,
-            counts: problem.initial_counts.clone(),
-            a_diff: vec![0.0; n],
-            a_react: vec![0.0; n],
-            diff_rate,
-            edge_offsets: g.edge_offsets.clone(),
-            edge_targets: g.edge_targets.clone(),
-            edge_weight,
-            edge_class: g.edge_class.clone(),
+            stride,
+            cells,
+            sites,
+            site_diff_rate,
+            edges,
             transport_coefficients: problem.transport_coefficients.clone(),
-            kinds,
+            channels,
             change_offsets,
             change_species,
             change_delta,
-            rate_class,
-            rate_constants: problem.rate_constants.clone(),
-            active_offsets,
-            active_reactions,
             reactive,
-            queue: EventQueue::default(),
+            queue: CalendarQueue::build(&[]),
             rng: Stream::new(seed, replicate),
             time: 0.0,
             total_events: 0,
@@ -191,47 +249,49 @@ impl Nsm {
         };
         let mut times = vec![f64::INFINITY; n];
         for (i, t) in times.iter_mut().enumerate() {
-            nsm.a_diff[i] = nsm.diffusion_propensity(i);
-            nsm.a_react[i] = nsm.reaction_propensity(i);
-            let a = nsm.a_diff[i] + nsm.a_react[i];
+            let (ad, ar) = nsm.propensities(i);
+            let a = ad + ar;
             if !a.is_finite() {
-                return invalid(format!("the total propensity of subvolume {i} is not finite"));
+                return invalid(format!(
+                    "the total propensity of subvolume {i} is not finite"
+                ));
             }
             if a > 0.0 {
                 *t = nsm.rng.exp1() / a;
             }
         }
-        nsm.queue = EventQueue::build(&times);
+        nsm.queue = CalendarQueue::build(&times);
         Ok(nsm)
     }
 
-    #[inline(never)]
-    fn diffusion_propensity(&self, i: usize) -> f64 {
-        let s = self.n_species;
-        let row = &self.counts[i * s..(i + 1) * s];
-        let rates = &self.diff_rate[i * s..(i + 1) * s];
-        row.iter()
-            .zip(rates)
-            .map(|(&c, &d)| c as f64 * d)
-            .sum()
+    /// (diffusion, reaction) propensity of subvolume i from its counts.
+    #[inline(always)]
+    fn propensities(&self, i: usize) -> (f64, f64) {
+        (self.diffusion_propensity(i), self.reaction_propensity(i))
     }
 
-    #[inline(never)]
-    fn reaction_propensity(&self, i: usize) -> f64 {
-        let r = self.kinds.len();
-        if r == 0 {
-            return 0.0;
-        }
+    #[inline(always)]
+    fn diffusion_propensity(&self, i: usize) -> f64 {
         let s = self.n_species;
-        let row = &self.counts[i * s..(i + 1) * s];
-        let class = self.rate_class[i] as usize;
-        let consts = &self.rate_constants[class * r..(class + 1) * r];
-        let mut a = 0.0;
-        for &ri in &self.active_reactions[self.active_offsets[class]..self.active_offsets[class + 1]]
-        {
-            a += propensity(self.kinds[ri as usize], consts[ri as usize], row);
+        let row = &self.cells[i * self.stride..(i + 1) * self.stride];
+        let site_id = row[0] as usize;
+        let rates = &self.site_diff_rate[site_id * s..(site_id + 1) * s];
+        let mut ad = 0.0;
+        for (&c, &d) in row[1..=s].iter().zip(rates) {
+            ad += c as f64 * d;
         }
-        a
+        ad
+    }
+
+    #[inline(always)]
+    fn reaction_propensity(&self, i: usize) -> f64 {
+        let row = &self.cells[i * self.stride..(i + 1) * self.stride];
+        let site = &self.sites[row[0] as usize];
+        let mut ar = 0.0;
+        for ch in &self.channels[site.channel_start as usize..site.channel_end as usize] {
+            ar += ch.propensity(row);
+        }
+        ar
     }
 
     pub fn time(&self) -> f64 {
@@ -244,10 +304,10 @@ impl Nsm {
         self.n_species
     }
     pub fn n_reactions(&self) -> usize {
-        self.kinds.len()
+        self.reaction_events.len()
     }
-    pub fn counts(&self) -> &[u32] {
-        &self.counts
+    pub fn n_sites(&self) -> usize {
+        self.sites.len()
     }
     pub fn total_events(&self) -> u64 {
         self.total_events
@@ -259,30 +319,45 @@ impl Nsm {
         &self.reaction_events
     }
 
+    /// Counts as an (N, S) row-major array.
+    pub fn counts(&self) -> Vec<u32> {
+        let mut out = vec![0; self.n_subvolumes * self.n_species];
+        self.counts_into(&mut out);
+        out
+    }
+
+    /// Write the (N, S) counts into `out` (length N * S).
+    pub fn counts_into(&self, out: &mut [u32]) {
+        let s = self.n_species;
+        for (dst, row) in out
+            .chunks_exact_mut(s)
+            .zip(self.cells.chunks_exact(self.stride))
+        {
+            dst.copy_from_slice(&row[1..=s]);
+        }
+    }
+
     pub fn totals(&self) -> Vec<u64> {
         let s = self.n_species;
         let mut t = vec![0u64; s];
-        for row in self.counts.chunks_exact(s) {
-            for (acc, &c) in t.iter_mut().zip(row) {
+        for row in self.cells.chunks_exact(self.stride) {
+            for (acc, &c) in t.iter_mut().zip(&row[1..=s]) {
                 *acc += c as u64;
             }
         }
         t
     }
 
-    /// Memory held per subvolume by the solver state, in bytes.
+    /// Memory held by the solver state, in bytes per subvolume.
     pub fn bytes_per_subvolume(&self) -> f64 {
         use std::mem::size_of;
-        let bytes = self.counts.capacity() * size_of::<u32>()
-            + (self.a_diff.capacity() + self.a_react.capacity() + self.diff_rate.capacity())
-                * size_of::<f64>()
-            + self.edge_offsets.capacity() * size_of::<usize>()
-            + self.edge_targets.capacity() * size_of::<u32>()
-            + self.edge_weight.capacity() * size_of::<f64>()
-            + self.edge_class.capacity() * size_of::<u32>()
-            + self.rate_class.capacity() * size_of::<u32>()
-            + self.queue.len() * EventQueue::bytes_per_entry();
-        bytes as f64 / self.n_subvolumes as f64
+        let shared = self.sites.capacity() * size_of::<Site>()
+            + self.site_diff_rate.capacity() * size_of::<f64>()
+            + self.edges.capacity() * size_of::<SiteEdge>()
+            + self.channels.capacity() * size_of::<Channel>();
+        let per = self.cells.capacity() * size_of::<u32>()
+            + self.n_subvolumes * CalendarQueue::bytes_per_entry();
+        (shared + per) as f64 / self.n_subvolumes as f64
     }
 
     /// Run every event with time <= t_stop, at most `max_events` of them.
@@ -305,25 +380,27 @@ impl Nsm {
             }
             self.time = t;
             self.fire(t, i)?;
+            self.queue.note_event(t);
             fired += 1;
         }
     }
 
     #[inline(always)]
     fn fire(&mut self, t: f64, i: usize) -> Result<(), CoreError> {
-        let ar = self.a_react[i];
-        let ad = self.a_diff[i];
+        let (ad, ar) = self.propensities(i);
         let u = self.rng.uniform() * (ar + ad);
         if (u < ar || ad <= 0.0) && ar > 0.0 {
             self.fire_reaction(t, i, u.min(ar))
         } else {
-            self.fire_diffusion(t, i, (u - ar).max(0.0))
+            self.fire_diffusion(t, i, ad, ar, (u - ar).max(0.0))
         }
     }
 
-    #[inline(never)]
-    fn schedule(&mut self, i: usize, t: f64) {
-        let a = self.a_diff[i] + self.a_react[i];
+    /// Draw a fresh next time for i from its current propensity.
+    #[inline(always)]
+    fn reschedule(&mut self, i: usize, t: f64) {
+        let (ad, ar) = self.propensities(i);
+        let a = ad + ar;
         let next = if a > 0.0 {
             t + self.rng.exp1() / a
         } else {
@@ -332,39 +409,30 @@ impl Nsm {
         self.queue.update(i, next);
     }
 
-    #[inline(never)]
     fn fire_reaction(&mut self, t: f64, i: usize, u: f64) -> Result<(), CoreError> {
-        let r = self.kinds.len();
-        let s = self.n_species;
-        let class = self.rate_class[i] as usize;
-        let row = i * s;
+        let base = i * self.stride;
+        let site = &self.sites[self.cells[base] as usize];
+        let row = &self.cells[base..base + self.stride];
         let mut acc = 0.0;
         let mut chosen = usize::MAX;
-        for k in self.active_offsets[class]..self.active_offsets[class + 1] {
-            let ri = self.active_reactions[k] as usize;
-            let a = propensity(
-                self.kinds[ri],
-                self.rate_constants[class * r + ri],
-                &self.counts[row..row + s],
-            );
+        for ch in &self.channels[site.channel_start as usize..site.channel_end as usize] {
+            let a = ch.propensity(row);
             if a > 0.0 {
                 acc += a;
-                chosen = ri;
+                chosen = ch.reaction as usize;
                 if u < acc {
                     break;
                 }
             }
         }
         if chosen == usize::MAX {
-            // Propensity vanished through rounding: nothing can fire here.
-            self.a_react[i] = 0.0;
-            self.schedule(i, t);
+            self.reschedule(i, t);
             return Ok(());
         }
         let changes = self.change_offsets[chosen]..self.change_offsets[chosen + 1];
         for k in changes.clone() {
             let sp = self.change_species[k] as usize;
-            let new = self.counts[row + sp] as i64 + self.change_delta[k];
+            let new = self.cells[base + 1 + sp] as i64 + self.change_delta[k];
             if new > u32::MAX as i64 || new < 0 {
                 return Err(CoreError::CountOverflow {
                     species: sp,
@@ -373,27 +441,33 @@ impl Nsm {
             }
         }
         for k in changes {
-            let sp = self.change_species[k] as usize;
-            self.counts[row + sp] = (self.counts[row + sp] as i64 + self.change_delta[k]) as u32;
+            let cell = &mut self.cells[base + 1 + self.change_species[k] as usize];
+            *cell = (*cell as i64 + self.change_delta[k]) as u32;
         }
         self.reaction_events[chosen] += 1;
         self.total_events += 1;
-        self.a_diff[i] = self.diffusion_propensity(i);
-        self.a_react[i] = self.reaction_propensity(i);
-        self.schedule(i, t);
+        self.reschedule(i, t);
         Ok(())
     }
 
-    #[inline(never)]
-    fn fire_diffusion(&mut self, t: f64, i: usize, u: f64) -> Result<(), CoreError> {
+    fn fire_diffusion(
+        &mut self,
+        t: f64,
+        i: usize,
+        ad: f64,
+        ar: f64,
+        u: f64,
+    ) -> Result<(), CoreError> {
         let s = self.n_species;
-        let row = i * s;
+        let base = i * self.stride;
+        let site_id = self.cells[base] as usize;
+        let counts = &self.cells[base + 1..=base + s];
+        let rates = &self.site_diff_rate[site_id * s..(site_id + 1) * s];
         let mut acc = 0.0;
         let mut species = usize::MAX;
         let mut rem = 0.0;
         for sp in 0..s {
-            let n = self.counts[row + sp] as f64;
-            let w = n * self.diff_rate[row + sp];
+            let w = counts[sp] as f64 * rates[sp];
             if w > 0.0 {
                 species = sp;
                 rem = (u - acc).clamp(0.0, w);
@@ -403,54 +477,75 @@ impl Nsm {
                 }
             }
         }
-        if species == usize::MAX {
-            self.a_diff[i] = 0.0;
-            self.schedule(i, t);
+        if species == usize::MAX || ad <= 0.0 {
+            self.reschedule(i, t);
             return Ok(());
         }
-        // rem is uniform on [0, n_s * d_s): reuse it to choose the edge.
-        let x = rem / self.counts[row + species] as f64;
+        // rem is uniform on [0, n_s d_s): reuse it to choose the edge.
+        let x = rem / counts[species] as f64;
+        let site = &self.sites[site_id];
         let mut acc = 0.0;
-        let mut target = usize::MAX;
-        for e in self.edge_offsets[i]..self.edge_offsets[i + 1] {
-            let w = self.transport_coefficients[self.edge_class[e] as usize * s + species]
-                * self.edge_weight[e];
+        let mut delta = 0i64;
+        for edge in &self.edges[site.edge_start as usize..site.edge_end as usize] {
+            let w = self.transport_coefficients[edge.class as usize * s + species] * edge.weight;
             if w > 0.0 {
                 acc += w;
-                target = self.edge_targets[e] as usize;
+                delta = edge.delta;
                 if x < acc {
                     break;
                 }
             }
         }
-        debug_assert!(target != usize::MAX, "positive diffusion rate implies an edge");
-        let j = target;
-        let jrow = j * s;
-        if self.counts[jrow + species] == u32::MAX {
+        let j = (i as i64 + delta) as usize;
+        let jbase = j * self.stride;
+        if self.cells[jbase + 1 + species] == u32::MAX {
             return Err(CoreError::CountOverflow {
                 species,
                 subvolume: j,
             });
         }
-        self.counts[row + species] -= 1;
-        self.counts[jrow + species] += 1;
+        let (adj, arj) = self.propensities(j);
+        let a_j_old = adj + arj;
+        self.cells[base + 1 + species] -= 1;
+        self.cells[jbase + 1 + species] += 1;
         self.diffusion_events[species] += 1;
         self.total_events += 1;
 
-        let a_j_old = self.a_diff[j] + self.a_react[j];
-        self.a_diff[i] = self.diffusion_propensity(i);
-        self.a_diff[j] = self.diffusion_propensity(j);
-        if self.reactive[species] {
-            self.a_react[i] = self.reaction_propensity(i);
-            self.a_react[j] = self.reaction_propensity(j);
-        }
-        self.schedule(i, t);
-        let a_j_new = self.a_diff[j] + self.a_react[j];
-        let t_j = self.queue.time_of(j);
+        // The diffusion terms change by exactly one molecule's rate; the
+        // reaction terms only if the species reacts.
+        let reactive = self.reactive[species];
+        // Recomputed, not decremented, so that an emptied subvolume gets
+        // exactly zero.
+        let ad_i = self.diffusion_propensity(i);
+        let ar_i = if reactive {
+            self.reaction_propensity(i)
+        } else {
+            ar
+        };
+        let a_i = ad_i + ar_i;
+        let next_i = if a_i > 0.0 {
+            t + self.rng.exp1() / a_i
+        } else {
+            f64::INFINITY
+        };
+        self.queue.update(i, next_i);
+        let sj = self.cells[jbase] as usize;
+        let ad_j = adj + self.site_diff_rate[sj * s + species];
+        let ar_j = if reactive {
+            self.reaction_propensity(j)
+        } else {
+            arj
+        };
+        let a_j_new = ad_j + ar_j;
         let next_j = if a_j_new <= 0.0 {
             f64::INFINITY
-        } else if a_j_old > 0.0 && t_j.is_finite() {
-            t + (t_j - t) * (a_j_old / a_j_new)
+        } else if a_j_old > 0.0 {
+            let t_j = self.queue.time_of(j);
+            if t_j.is_finite() {
+                t + (t_j - t) * (a_j_old / a_j_new)
+            } else {
+                t + self.rng.exp1() / a_j_new
+            }
         } else {
             t + self.rng.exp1() / a_j_new
         };

@@ -81,9 +81,7 @@ pub struct Problem {
 fn check_finite_nonneg(name: &str, values: &[f64]) -> Result<(), CoreError> {
     for (k, &v) in values.iter().enumerate() {
         if !v.is_finite() || v < 0.0 {
-            return invalid(format!(
-                "{name}[{k}] = {v} must be finite and non-negative"
-            ));
+            return invalid(format!("{name}[{k}] = {v} must be finite and non-negative"));
         }
     }
     Ok(())

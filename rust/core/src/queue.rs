@@ -57,8 +57,10 @@ impl EventQueue {
     /// The earliest (time, subvolume).
     #[inline(always)]
     pub fn peek(&self) -> (f64, usize) {
-        let e = self.heap[0];
-        (e.time, e.id as usize)
+        match self.heap.first() {
+            Some(e) => (e.time, e.id as usize),
+            None => (f64::INFINITY, 0),
+        }
     }
 
     #[inline(always)]

@@ -4,8 +4,8 @@
 
 use numpy::ndarray::Array2;
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2,
-    PyReadwriteArray2, PyUntypedArrayMethods,
+    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray2,
+    PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -266,7 +266,7 @@ impl NsmEngine {
 
     fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<u32>>> {
         let shape = (self.nsm.n_subvolumes(), self.nsm.n_species());
-        let arr = Array2::from_shape_vec(shape, self.nsm.counts().to_vec())
+        let arr = Array2::from_shape_vec(shape, self.nsm.counts())
             .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         Ok(arr.into_pyarray(py))
     }
@@ -283,7 +283,7 @@ impl NsmEngine {
         let dst = out
             .as_slice_mut()
             .map_err(|_| PyValueError::new_err("out must be a C-contiguous uint32 array"))?;
-        dst.copy_from_slice(self.nsm.counts());
+        self.nsm.counts_into(dst);
         Ok(())
     }
 

@@ -1,0 +1,31 @@
+"""redoxfield: stochastic spatial reaction-diffusion of H2O2 redox signalling in
+skeletal muscle. A Rust core (``redoxfield._core``) driven from Python.
+
+>>> import redoxfield as rf
+>>> m = rf.Model(); space = rf.Lattice(shape=(10, 10, 10), spacing=0.1)
+
+See docs/python-api.md.
+"""
+
+from ._version import __version__
+from .errors import GeometryError, ModelError, RedoxfieldError, ScenarioError, SimulationError
+from .geometry import Box, Lattice, SubvolumeGraph, Where
+from .model import Model
+from .result import Result
+from .simulation import Simulation
+
+__all__ = [
+    "Box",
+    "GeometryError",
+    "Lattice",
+    "Model",
+    "ModelError",
+    "RedoxfieldError",
+    "Result",
+    "ScenarioError",
+    "Simulation",
+    "SimulationError",
+    "SubvolumeGraph",
+    "Where",
+    "__version__",
+]

@@ -1,0 +1,22 @@
+"""Geometries. Every geometry compiles to a :class:`SubvolumeGraph` via ``to_graph()``."""
+
+from .graph import SubvolumeGraph
+from .lattice import Lattice, Selector
+from .selectors import Box, Where
+
+__all__ = ["Box", "Lattice", "Selector", "SubvolumeGraph", "Where", "as_graph"]
+
+
+def as_graph(space: object) -> SubvolumeGraph:
+    """The subvolume graph of a geometry object (anything with ``to_graph()``) or a graph."""
+    if isinstance(space, SubvolumeGraph):
+        return space
+    to_graph = getattr(space, "to_graph", None)
+    if to_graph is None:
+        from ..errors import GeometryError
+
+        raise GeometryError(
+            f"{type(space).__name__} is not a geometry: expected a Lattice, a SubvolumeGraph "
+            "or an object with a to_graph() method"
+        )
+    return to_graph()

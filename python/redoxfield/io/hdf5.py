@@ -1,0 +1,270 @@
+"""Streaming HDF5 writer for one trajectory. The layout is documented, dataset by
+dataset, in docs/hdf5.md; :class:`redoxfield.result.Result` reads it back.
+
+File safety: a run to ``run.h5`` writes ``.run.h5.<pid>.part`` in the same
+directory and renames it (atomically, :func:`os.replace`) to ``run.h5`` when the
+file is closed in a consistent state: at the end of the run (``complete =
+True``), or when the engine stopped early on Ctrl-C or a core error (``complete
+= False``, the samples taken so far, ``stop_reason`` saying why). If writing
+itself fails, the temporary file is deleted and nothing appears under the final
+name. ``path=None`` writes to an in-memory HDF5 file (h5py ``core`` driver
+without a backing store), so an in-memory result has exactly the same layout.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from numpy.typing import NDArray
+
+from ..compile import CoreProblem
+from ..geometry.graph import SubvolumeGraph
+from ..model import Model
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ResultWriter"]
+
+FORMAT_NAME = "redoxfield-result"
+FORMAT_VERSION = 1
+#: Largest number of subvolumes per chunk of a counts dataset (1 MiB of uint32).
+CHUNK_SUBVOLUMES = 2**18
+
+_STR = h5py.string_dtype(encoding="utf-8")
+
+
+def _strings(values: list[str] | tuple[str, ...]) -> NDArray[np.object_]:
+    return np.array(list(values), dtype=object)
+
+
+class ResultWriter:
+    """Writes the header once, then one sample at a time (each flushed)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+        self.final_path: Path | None = None if path is None else Path(path)
+        if self.final_path is None:
+            self.temp_path: Path | None = None
+            self.file = h5py.File(
+                f"redoxfield-{uuid.uuid4().hex}.h5", "w", driver="core", backing_store=False
+            )
+        else:
+            parent = self.final_path.parent
+            if not parent.is_dir():
+                raise FileNotFoundError(f"output directory {str(parent)!r} does not exist")
+            self.temp_path = parent / f".{self.final_path.name}.{os.getpid()}.part"
+            self.file = h5py.File(self.temp_path, "w")
+        self.n_samples = 0
+        self._counts: list[h5py.Dataset] = []
+
+    # -- header ---------------------------------------------------------------
+    def write_header(
+        self,
+        *,
+        model: Model,
+        problem: CoreProblem,
+        graph: SubvolumeGraph,
+        attrs: dict[str, Any],
+        scenario_text: str | None,
+    ) -> None:
+        f = self.file
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        f.attrs["complete"] = False
+        f.attrs["stop_reason"] = "running"
+        for key, value in attrs.items():
+            f.attrs[key] = value
+
+        net = problem.network
+        mg = f.create_group("model")
+        mg.attrs["description"] = json.dumps(model.to_dict())
+        mg.attrs["text"] = model.describe()
+        sg = mg.create_group("species")
+        sg.create_dataset("name", data=_strings(net.species), dtype=_STR)
+        d = sg.create_dataset("D", data=net.diffusion)
+        d.attrs["units"] = "um^2/s"
+        rg = mg.create_group("reactions")
+        rxs = model.reactions
+        rg.create_dataset("name", data=_strings([r.name for r in rxs]), dtype=_STR)
+        rg.create_dataset("equation", data=_strings([r.equation for r in rxs]), dtype=_STR)
+        k = rg.create_dataset(
+            "k", data=np.array([np.nan if r.k is None else r.k for r in rxs], dtype=np.float64)
+        )
+        k.attrs["units"] = "see k_unit (NaN when the reaction is given as a flux)"
+        rg.create_dataset("k_unit", data=_strings([r.k_unit for r in rxs]), dtype=_STR)
+        fl = rg.create_dataset(
+            "flux",
+            data=np.array([np.nan if r.flux is None else r.flux for r in rxs], dtype=np.float64),
+        )
+        fl.attrs["units"] = "molecules/s (NaN when the reaction is given by k)"
+        rg.create_dataset("order", data=net.order)
+        rg.create_dataset("region", data=_strings([r.region or "" for r in rxs]), dtype=_STR)
+        rg.create_dataset(
+            "compartment", data=_strings([r.compartment or "" for r in rxs]), dtype=_STR
+        )
+        cg = mg.create_group("compiled")
+        cg.attrs["note"] = "the mesoscopic problem exactly as given to the core"
+        cg.create_dataset("reactants", data=net.reactants)
+        cg.create_dataset("product_offsets", data=net.product_offsets)
+        cg.create_dataset("product_species", data=net.product_species)
+        tc = cg.create_dataset("transport_coefficients", data=problem.transport_coefficients)
+        tc.attrs["units"] = "um^2/s (diffusion classes) or um/s (membrane classes)"
+        cg.create_dataset(
+            "transport_class_names", data=_strings(problem.transport_class_names), dtype=_STR
+        )
+        cg.create_dataset("rate_class", data=problem.rate_class, compression="gzip")
+        rc = cg.create_dataset("rate_constants", data=problem.rate_constants)
+        rc.attrs["units"] = "1/s per subvolume (order 0), per molecule (1), per pair (2)"
+
+        gg = f.create_group("geometry")
+        gg.attrs["kind"] = graph.kind
+        for key, value in graph.meta.items():
+            gg.attrs[key] = np.asarray(value)
+        if graph.kind == "lattice":
+            gg.attrs["ordering"] = "x fastest: index = i + nx*(j + ny*k)"
+        c = gg.create_dataset("centers", data=graph.centers, compression="gzip", shuffle=True)
+        c.attrs["units"] = "um"
+        v = gg.create_dataset("volumes", data=graph.volumes, compression="gzip", shuffle=True)
+        v.attrs["units"] = "um^3"
+        gg.create_dataset("compartments", data=graph.compartments, compression="gzip")
+        gg.create_dataset("compartment_names", data=_strings(graph.compartment_names), dtype=_STR)
+        gg.create_dataset("membrane_names", data=_strings(graph.membrane_names), dtype=_STR)
+        ma = gg.create_dataset("membrane_areas", data=graph.membrane_areas)
+        ma.attrs["units"] = "um^2"
+        reg = gg.create_group("regions")
+        for name, mask in graph.regions.items():
+            reg.create_dataset(name, data=mask.astype(np.uint8), compression="gzip")
+        if graph.kind != "lattice":
+            eg = gg.create_group("edges")
+            for key in ("edge_offsets", "edge_targets", "edge_coupling", "edge_membrane"):
+                eg.create_dataset(key, data=getattr(graph, key), compression="gzip")
+
+        if scenario_text is not None:
+            sc = f.create_dataset("scenario", data=scenario_text, dtype=_STR)
+            sc.attrs["format"] = "toml"
+
+        n, s, r = graph.n_subvolumes, len(net.species), len(rxs)
+        smp = f.create_group("samples")
+        t = smp.create_dataset(
+            "time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,)
+        )
+        t.attrs["units"] = "s"
+        # (T, width) tables; maxshape (None, None) so that a width of 0 (no
+        # reactions) can still be chunked and grown along T.
+        for key, width, dtype in (
+            ("totals", s, np.int64),
+            ("diffusion_events", s, np.uint64),
+            ("reaction_events", r, np.uint64),
+        ):
+            smp.create_dataset(
+                key,
+                shape=(0, width),
+                maxshape=(None, None),
+                dtype=dtype,
+                chunks=(256, max(width, 1)),
+            )
+        cnt = smp.create_group("counts")
+        chunk_n = min(n, CHUNK_SUBVOLUMES)
+        for name in net.species:
+            ds = cnt.create_dataset(
+                name,
+                shape=(0, n),
+                maxshape=(None, n),
+                dtype=np.uint32,
+                chunks=(1, chunk_n),
+                compression="gzip",
+                compression_opts=4,
+                shuffle=True,
+            )
+            ds.attrs["units"] = "molecules per subvolume"
+            self._counts.append(ds)
+        f.flush()
+
+    # -- samples ----------------------------------------------------------------
+    def _sample_datasets(self) -> list[h5py.Dataset]:
+        smp = self.file["samples"]
+        return [
+            smp["time"],
+            smp["totals"],
+            smp["diffusion_events"],
+            smp["reaction_events"],
+            *self._counts,
+        ]
+
+    def append(
+        self,
+        time: float,
+        counts: NDArray[np.uint32],
+        totals: NDArray[np.int64],
+        diffusion_events: NDArray[np.uint64],
+        reaction_events: NDArray[np.uint64],
+    ) -> None:
+        """Append one sample; ``counts`` is (N, S). Flushed before returning."""
+        k = self.n_samples
+        for ds in self._sample_datasets():
+            ds.resize(k + 1, axis=0)
+        smp = self.file["samples"]
+        smp["time"][k] = time
+        smp["totals"][k] = totals
+        smp["diffusion_events"][k] = diffusion_events
+        smp["reaction_events"][k] = reaction_events
+        for s, ds in enumerate(self._counts):
+            ds[k] = counts[:, s]
+        self.file.flush()
+        self.n_samples = k + 1
+
+    # -- the end ----------------------------------------------------------------
+    def finish(
+        self,
+        *,
+        complete: bool,
+        stop_reason: str,
+        time_reached: float,
+        diffusion_events: NDArray[np.uint64],
+        reaction_events: NDArray[np.uint64],
+        attrs: dict[str, Any],
+    ) -> h5py.File | Path:
+        """Trim to the finished samples, write the final counters and close.
+
+        Returns the final path (file output) or the open in-memory file.
+        """
+        f = self.file
+        for ds in self._sample_datasets():
+            ds.resize(self.n_samples, axis=0)
+        ev = f.require_group("events")
+        for key in ("diffusion", "reaction"):
+            if key in ev:
+                del ev[key]
+        ev.create_dataset("diffusion", data=np.asarray(diffusion_events, dtype=np.uint64))
+        ev.create_dataset("reaction", data=np.asarray(reaction_events, dtype=np.uint64))
+        ev.attrs["total"] = np.uint64(
+            int(np.sum(diffusion_events, dtype=np.uint64))
+            + int(np.sum(reaction_events, dtype=np.uint64))
+        )
+        ev.attrs["time"] = time_reached
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        f.attrs["n_samples"] = self.n_samples
+        f.attrs["time_reached"] = time_reached
+        f.attrs["stop_reason"] = stop_reason
+        f.attrs["complete"] = bool(complete)
+        f.flush()
+        if self.final_path is None:
+            return f
+        f.close()
+        assert self.temp_path is not None
+        os.replace(self.temp_path, self.final_path)
+        return self.final_path
+
+    def abort(self) -> None:
+        """Close and delete the temporary file (nothing under the final name)."""
+        try:
+            self.file.close()
+        finally:
+            if self.temp_path is not None and self.temp_path.exists():
+                self.temp_path.unlink()

@@ -1,0 +1,287 @@
+"""Reading results: :class:`Result`, backed by an HDF5 file (on disk or in memory).
+
+Datasets are read on demand, so opening a large file is cheap; keep the Result
+open while you use it and close it (or use ``with``) when done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from numpy.typing import NDArray
+
+from . import units
+from .io.hdf5 import FORMAT_NAME
+from .model import Model
+
+__all__ = ["Result"]
+
+
+def _str_list(ds: h5py.Dataset) -> list[str]:
+    return [str(s) for s in ds.asstr()[()]] if ds.shape and ds.shape[0] else []
+
+
+class Result:
+    """One trajectory: sample times, counts per subvolume, totals, event counters
+    and everything needed to interpret them (model, geometry, seed, ...).
+
+    Arrays are indexed ``[sample, subvolume]`` with the subvolume order of the
+    geometry's ``centers`` (x fastest on a lattice).
+    """
+
+    def __init__(self, file: h5py.File, path: Path | None = None) -> None:
+        if file.attrs.get("format") != FORMAT_NAME:
+            name = path or file.filename
+            file.close()
+            raise ValueError(f"{str(name)!r} is not a redoxfield result file")
+        self._file = file
+        self.path = path
+        self._species = _str_list(file["model/species/name"])
+        self._reactions = _str_list(file["model/reactions/name"])
+
+    # -- opening / closing -------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Result:
+        """Open a result file read-only (lazy: datasets are read when asked for)."""
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"no such result file: {str(p)!r}")
+        try:
+            f = h5py.File(p, "r")
+        except OSError as exc:
+            raise ValueError(f"{str(p)!r} is not an HDF5 file ({exc})") from None
+        return cls(f, p)
+
+    def close(self) -> None:
+        if self._file.id.valid:
+            self._file.close()
+
+    def __enter__(self) -> Result:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Copy this result (e.g. an in-memory one) to an HDF5 file."""
+        p = Path(path)
+        with h5py.File(p, "w") as dst:
+            for key, value in self._file.attrs.items():
+                dst.attrs[key] = value
+            for name in self._file:
+                self._file.copy(self._file[name], dst, name=name)
+        return p
+
+    @property
+    def file(self) -> h5py.File:
+        """The underlying open h5py.File (read-only for loaded results)."""
+        return self._file
+
+    # -- metadata ----------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in self._file.attrs.items():
+            out[k] = v.item() if isinstance(v, np.generic) else v
+        return out
+
+    @property
+    def complete(self) -> bool:
+        """False when the run stopped early (Ctrl-C, core error)."""
+        return bool(self._file.attrs["complete"])
+
+    @property
+    def seed(self) -> int:
+        return int(self._file.attrs["seed"])
+
+    @property
+    def replicate(self) -> int:
+        return int(self._file.attrs["replicate"])
+
+    @property
+    def solver(self) -> str:
+        return str(self._file.attrs["solver"])
+
+    @property
+    def version(self) -> str:
+        return str(self._file.attrs["redoxfield_version"])
+
+    @property
+    def species(self) -> list[str]:
+        return list(self._species)
+
+    @property
+    def reactions(self) -> list[str]:
+        return list(self._reactions)
+
+    @property
+    def model(self) -> Model:
+        """The Model that was run, rebuilt from the file."""
+        return Model.from_dict(json.loads(self._file["model"].attrs["description"]))
+
+    @property
+    def scenario_text(self) -> str | None:
+        if "scenario" not in self._file:
+            return None
+        return str(self._file["scenario"].asstr()[()])
+
+    # -- geometry ----------------------------------------------------------------
+    @property
+    def geometry(self) -> dict[str, Any]:
+        """Geometry attributes (kind; shape/spacing/origin for a lattice)."""
+        out: dict[str, Any] = {}
+        for k, v in self._file["geometry"].attrs.items():
+            out[k] = (
+                v.tolist()
+                if isinstance(v, np.ndarray)
+                else (v.item() if isinstance(v, np.generic) else v)
+            )
+        return out
+
+    @property
+    def centers(self) -> NDArray[np.float64]:
+        """(N, 3) subvolume centres, µm."""
+        return self._file["geometry/centers"][()]
+
+    @property
+    def volumes(self) -> NDArray[np.float64]:
+        """(N,) subvolume volumes, µm³."""
+        return self._file["geometry/volumes"][()]
+
+    @property
+    def n_subvolumes(self) -> int:
+        return int(self._file["geometry/volumes"].shape[0])
+
+    @property
+    def regions(self) -> dict[str, NDArray[np.bool_]]:
+        g = self._file["geometry/regions"]
+        return {name: g[name][()].astype(bool) for name in g}
+
+    # -- samples -----------------------------------------------------------------
+    @property
+    def times(self) -> NDArray[np.float64]:
+        """(T,) sample times, s."""
+        return self._file["samples/time"][()]
+
+    @property
+    def n_samples(self) -> int:
+        return int(self._file["samples/time"].shape[0])
+
+    def _species_check(self, species: str) -> None:
+        if species not in self._species:
+            known = ", ".join(self._species)
+            raise ValueError(f"unknown species {species!r} (the result has: {known})")
+
+    def counts(self, species: str, sample: int | slice | None = None) -> NDArray[np.int64]:
+        """Counts per subvolume: (T, N) int64, or (N,) for one ``sample`` index."""
+        self._species_check(species)
+        ds = self._file["samples/counts"][species]
+        data = ds[()] if sample is None else ds[sample]
+        return data.astype(np.int64)
+
+    def concentration(self, species: str, sample: int | slice | None = None) -> NDArray[np.float64]:
+        """Concentration per subvolume in µM: ``n / (V · N_A · 1e-21)``."""
+        return units.molecules_to_concentration(self.counts(species, sample), self.volumes)
+
+    @property
+    def totals(self) -> NDArray[np.int64]:
+        """(T, S) total molecules per species."""
+        return self._file["samples/totals"][()]
+
+    def total(self, species: str) -> NDArray[np.int64]:
+        """(T,) total molecules of one species."""
+        self._species_check(species)
+        return self._file["samples/totals"][:, self._species.index(species)]
+
+    # -- events ------------------------------------------------------------------
+    @property
+    def events(self) -> dict[str, int]:
+        """Event counts when the run stopped: ``total``, ``diffusion``,
+        ``diffusion:<species>``, ``reaction``, ``reaction:<name>``."""
+        ev = self._file["events"]
+        diff = [int(v) for v in ev["diffusion"][()]]
+        reac = [int(v) for v in ev["reaction"][()]]
+        out = {"total": sum(diff) + sum(reac), "diffusion": sum(diff), "reaction": sum(reac)}
+        out.update({f"diffusion:{s}": v for s, v in zip(self._species, diff, strict=True)})
+        out.update({f"reaction:{r}": v for r, v in zip(self._reactions, reac, strict=True)})
+        return out
+
+    def events_at_samples(self) -> dict[str, NDArray[np.uint64]]:
+        """Cumulative counters at each sample: (T, S) diffusion and (T, R) reaction."""
+        smp = self._file["samples"]
+        return {
+            "diffusion": smp["diffusion_events"][()],
+            "reaction": smp["reaction_events"][()],
+        }
+
+    # -- summary -----------------------------------------------------------------
+    def summary(self) -> str:
+        """Multi-line human-readable summary (what ``redoxfield info`` prints)."""
+        a = self.attrs
+        g = self.geometry
+        lines = []
+        where = str(self.path) if self.path is not None else "(in memory)"
+        lines.append(f"file:        {where}")
+        lines.append(
+            f"redoxfield:  {a.get('redoxfield_version')} (core {a.get('core_version')}), "
+            f"format {a.get('format_version')}"
+        )
+        lines.append(
+            f"run:         solver {a.get('solver')}, seed {a.get('seed')}, "
+            f"replicate {a.get('replicate')}, created {a.get('created')}"
+        )
+        lines.append(f"complete:    {'yes' if self.complete else 'no'} ({a.get('stop_reason')})")
+        if "scenario_name" in a:
+            lines.append(f"scenario:    {a['scenario_name']}")
+        if g.get("kind") == "lattice":
+            geo = (
+                f"lattice {' x '.join(str(int(s)) for s in g['shape'])} voxels, spacing "
+                f"{' x '.join(f'{h:g}' for h in g['spacing'])} um, origin "
+                f"({', '.join(f'{o:g}' for o in g['origin'])}) um"
+            )
+        else:
+            geo = str(g.get("kind"))
+        lines.append(
+            f"geometry:    {geo}; {self.n_subvolumes} subvolumes, "
+            f"{float(np.sum(self.volumes)):g} um^3"
+        )
+        regions = self.regions
+        if regions:
+            lines.append(
+                "regions:     "
+                + ", ".join(f"{k} ({int(v.sum())} subvolumes)" for k, v in regions.items())
+            )
+        lines.append("model:")
+        lines.extend("  " + ln for ln in str(self._file["model"].attrs["text"]).splitlines())
+        t = self.times
+        if t.size:
+            lines.append(
+                f"samples:     {t.size} from t = {t[0]:g} s to {t[-1]:g} s "
+                f"(requested t_end = {a.get('t_end'):g} s, dt = {a.get('dt_sample'):g} s)"
+            )
+            tot = self.totals[-1]
+            lines.append(f"totals at t = {t[-1]:g} s:")
+            lines.extend(f"  {s:<12} {int(n)}" for s, n in zip(self._species, tot, strict=True))
+        else:
+            lines.append("samples:     none")
+        ev = self.events
+        lines.append(f"events (at t = {float(self._file['events'].attrs['time']):g} s):")
+        for k, v in ev.items():
+            lines.append(f"  {k:<28} {v}")
+        if "wall_seconds" in a:
+            ws = float(a["wall_seconds"])
+            rate = ev["total"] / ws if ws > 0 else float("nan")
+            lines.append(f"wall time:   {ws:.3f} s ({rate:.3g} events/s)")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        where = str(self.path) if self.path is not None else "in memory"
+        return (
+            f"Result({where}, species={self._species}, samples={self.n_samples}, "
+            f"subvolumes={self.n_subvolumes}, complete={self.complete})"
+        )

@@ -1,0 +1,320 @@
+"""TOML scenario files: a declarative form of the Python API (docs/scenarios.md).
+
+Each table maps onto one call::
+
+    [geometry]            -> rf.Lattice(shape=..., spacing=..., origin=...)
+    [regions] name = ...  -> space.region(name, "x < 0.5")   (or a box)
+    [[species]]           -> m.species(name, D=...)
+    [[reactions]]         -> m.reaction(equation, k=... | flux=..., region=, compartment=, name=)
+    [[initial]]           -> sim.set_concentration(...) | sim.set_count(...)
+    [run]                 -> rf.Simulation(m, space, seed=, solver=, replicate=)
+                             sim.run(t_end=..., dt_sample=...)
+    [output]              -> picture species for the CLI's PNG
+
+Region selectors are data, never code: an expression string over x, y, z
+(:class:`~redoxfield.geometry.selectors.Where`) or a box with ``lo``/``hi``.
+Unknown keys and wrong types are errors that name the key and its table.
+Built-in scenarios live in ``redoxfield/scenarios/*.toml``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from .errors import RedoxfieldError, ScenarioError
+from .geometry import Box, Lattice, Where
+from .model import Model
+from .result import Result
+from .simulation import SOLVERS, Simulation
+
+__all__ = ["RunSettings", "Scenario", "builtin_scenarios", "load_scenario", "parse_scenario"]
+
+_MISSING = object()
+
+
+def builtin_scenarios() -> dict[str, str]:
+    """Built-in scenario name -> its one-line description."""
+    out = {}
+    for entry in sorted(resources.files("redoxfield.scenarios").iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".toml"):
+            text = entry.read_text(encoding="utf-8")
+            try:
+                desc = str(tomllib.loads(text).get("description", ""))
+            except tomllib.TOMLDecodeError:
+                desc = "(unreadable)"
+            out[entry.name[: -len(".toml")]] = desc
+    return out
+
+
+def _builtin_text(name: str) -> str | None:
+    entry = resources.files("redoxfield.scenarios").joinpath(f"{name}.toml")
+    return entry.read_text(encoding="utf-8") if entry.is_file() else None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    t_end: float
+    dt_sample: float
+    seed: int = 1
+    solver: str = "nsm"
+    replicate: int = 0
+
+
+@dataclass
+class Scenario:
+    """A parsed scenario: the model, the geometry, initial conditions, run settings."""
+
+    name: str
+    description: str
+    model: Model
+    space: Lattice
+    initial: list[dict[str, Any]]
+    run_settings: RunSettings
+    picture_species: str | None = None
+    text: str | None = field(default=None, repr=False)
+
+    def simulation(self, seed: int | None = None) -> Simulation:
+        """A Simulation with the initial conditions applied (``seed`` overrides [run])."""
+        rs = self.run_settings
+        sim = Simulation(
+            self.model,
+            self.space,
+            seed=rs.seed if seed is None else seed,
+            solver=rs.solver,
+            replicate=rs.replicate,
+        )
+        for k, ic in enumerate(self.initial):
+            try:
+                if "concentration" in ic:
+                    sim.set_concentration(ic["species"], ic["concentration"], ic.get("region"))
+                else:
+                    sim.set_count(ic["species"], ic["count"], ic.get("region"))
+            except RedoxfieldError as exc:
+                raise ScenarioError(f"initial[{k}]: {exc}") from None
+        sim.scenario_text = self.text
+        sim.metadata["scenario_name"] = self.name
+        return sim
+
+    def run(
+        self,
+        output: str | os.PathLike[str] | None = None,
+        seed: int | None = None,
+        progress: bool = False,
+    ) -> Result:
+        sim = self.simulation(seed)
+        return sim.run(
+            self.run_settings.t_end, self.run_settings.dt_sample, output=output, progress=progress
+        )
+
+
+# -- small typed accessors that name the key on error -----------------------------------
+def _get(table: dict, key: str, where: str, kinds: tuple[type, ...], default: Any = _MISSING):
+    if key not in table:
+        if default is _MISSING:
+            raise ScenarioError(f"missing key {key!r} in {where}")
+        return default
+    value = table[key]
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if not ok:
+        names = " or ".join(
+            {
+                int: "an integer",
+                float: "a number",
+                str: "a string",
+                list: "an array",
+                dict: "a table",
+                bool: "true/false",
+            }[k]
+            for k in kinds
+        )
+        raise ScenarioError(f"{where}.{key} must be {names}, got {value!r}")
+    return value
+
+
+def _number(table: dict, key: str, where: str, default: Any = _MISSING) -> float:
+    value = _get(table, key, where, (int, float), default)
+    return value if value is None else float(value)
+
+
+def _no_extra(table: dict, allowed: set[str], where: str) -> None:
+    extra = [k for k in table if k not in allowed]
+    if extra:
+        raise ScenarioError(
+            f"unknown key {extra[0]!r} in {where} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _list_of_tables(doc: dict, key: str) -> list[dict]:
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ScenarioError(f"{key} must be an array of tables ([[{key}]])")
+    return value
+
+
+def parse_scenario(text: str, origin: str = "<string>") -> Scenario:
+    """Parse scenario TOML text (``origin`` names it in error messages)."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{origin}: not valid TOML: {exc}") from None
+    try:
+        return _build(doc, text, origin)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{origin}: {exc}") from None
+    except RedoxfieldError as exc:
+        raise ScenarioError(f"{origin}: {exc}") from None
+
+
+def _build(doc: dict, text: str, origin: str) -> Scenario:
+    _no_extra(
+        doc,
+        {
+            "name",
+            "description",
+            "geometry",
+            "regions",
+            "species",
+            "reactions",
+            "initial",
+            "run",
+            "output",
+        },
+        "the top level",
+    )
+    default_name = Path(origin).stem if origin != "<string>" else "scenario"
+    name = _get(doc, "name", "the top level", (str,), default_name)
+    description = _get(doc, "description", "the top level", (str,), "")
+
+    # geometry
+    geo = _get(doc, "geometry", "the top level", (dict,))
+    _no_extra(geo, {"kind", "shape", "spacing", "origin"}, "[geometry]")
+    kind = _get(geo, "kind", "[geometry]", (str,), "lattice")
+    if kind != "lattice":
+        raise ScenarioError(f"[geometry].kind {kind!r} is not supported (available: lattice)")
+    shape = _get(geo, "shape", "[geometry]", (list,))
+    spacing = _get(geo, "spacing", "[geometry]", (int, float, list))
+    origin_xyz = _get(geo, "origin", "[geometry]", (list,), [0.0, 0.0, 0.0])
+    space = Lattice(shape=shape, spacing=spacing, origin=origin_xyz)
+
+    # regions
+    regions = _get(doc, "regions", "the top level", (dict,), {})
+    for rname, sel in regions.items():
+        where = f"[regions].{rname}"
+        if isinstance(sel, str):
+            selector: Any = Where(sel)
+        elif isinstance(sel, dict):
+            _no_extra(sel, {"where", "box"}, where)
+            if ("where" in sel) == ("box" in sel):
+                raise ScenarioError(f"{where} needs exactly one of 'where' and 'box'")
+            if "where" in sel:
+                selector = Where(_get(sel, "where", where, (str,)))
+            else:
+                box = _get(sel, "box", where, (dict,))
+                _no_extra(box, {"lo", "hi"}, f"{where}.box")
+                selector = Box(
+                    _get(box, "lo", f"{where}.box", (list,)),
+                    _get(box, "hi", f"{where}.box", (list,)),
+                )
+        else:
+            raise ScenarioError(f"{where} must be an expression string or a table, got {sel!r}")
+        space.region(rname, selector)
+
+    # species and reactions
+    model = Model()
+    for k, sp in enumerate(_list_of_tables(doc, "species")):
+        where = f"species[{k}]"
+        _no_extra(sp, {"name", "D"}, where)
+        model.species(_get(sp, "name", where, (str,)), D=_number(sp, "D", where, 0.0))
+    for k, rx in enumerate(_list_of_tables(doc, "reactions")):
+        where = f"reactions[{k}]"
+        _no_extra(rx, {"equation", "k", "flux", "region", "compartment", "name"}, where)
+        model.reaction(
+            _get(rx, "equation", where, (str,)),
+            k=_number(rx, "k", where, None),
+            flux=_number(rx, "flux", where, None),
+            region=_get(rx, "region", where, (str,), None),
+            compartment=_get(rx, "compartment", where, (str,), None),
+            name=_get(rx, "name", where, (str,), None),
+        )
+    if not model.species_names:
+        raise ScenarioError("the scenario declares no species ([[species]])")
+
+    # initial conditions (checked against the model now, applied in simulation())
+    initial: list[dict[str, Any]] = []
+    for k, ic in enumerate(_list_of_tables(doc, "initial")):
+        where = f"initial[{k}]"
+        _no_extra(ic, {"species", "concentration", "count", "region"}, where)
+        entry: dict[str, Any] = {"species": _get(ic, "species", where, (str,))}
+        if entry["species"] not in model.species_names:
+            raise ScenarioError(f"{where}: unknown species {entry['species']!r}")
+        if ("concentration" in ic) == ("count" in ic):
+            raise ScenarioError(f"{where} needs exactly one of 'concentration' and 'count'")
+        if "concentration" in ic:
+            entry["concentration"] = _number(ic, "concentration", where)
+        else:
+            entry["count"] = _get(ic, "count", where, (int,))
+        region = _get(ic, "region", where, (str,), None)
+        if region is not None:
+            if region not in space.regions:
+                known = ", ".join(space.regions) or "none"
+                raise ScenarioError(f"{where}: unknown region {region!r} (defined: {known})")
+            entry["region"] = region
+        initial.append(entry)
+
+    # run settings
+    run = _get(doc, "run", "the top level", (dict,))
+    _no_extra(run, {"t_end", "dt_sample", "seed", "solver", "replicate"}, "[run]")
+    t_end = _number(run, "t_end", "[run]")
+    dt = _number(run, "dt_sample", "[run]")
+    for key, v in (("t_end", t_end), ("dt_sample", dt)):
+        if not math.isfinite(v) or v <= 0:
+            raise ScenarioError(f"[run].{key} = {v!r} must be finite and positive")
+    solver = _get(run, "solver", "[run]", (str,), "nsm")
+    if solver not in SOLVERS:
+        raise ScenarioError(f"[run].solver {solver!r} is unknown (available: {', '.join(SOLVERS)})")
+    seed = _get(run, "seed", "[run]", (int,), 1)
+    replicate = _get(run, "replicate", "[run]", (int,), 0)
+    for key, v in (("seed", seed), ("replicate", replicate)):
+        if v < 0:
+            raise ScenarioError(f"[run].{key} = {v} must not be negative")
+    settings = RunSettings(t_end, dt, seed, solver, replicate)
+
+    out = _get(doc, "output", "the top level", (dict,), {})
+    _no_extra(out, {"picture"}, "[output]")
+    picture = _get(out, "picture", "[output]", (str,), None)
+    if picture is not None and picture not in model.species_names:
+        raise ScenarioError(f"[output].picture: unknown species {picture!r}")
+
+    scenario = Scenario(name, description, model, space, initial, settings, picture, text)
+    # Build it once now, so that compile errors (unknown region in a reaction) and bad
+    # initial conditions (negative or overflowing counts) surface at load time.
+    scenario.simulation()
+    return scenario
+
+
+def load_scenario(source: str | os.PathLike[str]) -> Scenario:
+    """A scenario from a TOML file path, or a built-in scenario by name."""
+    p = Path(source)
+    if p.is_file():
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ScenarioError(f"cannot read scenario file {str(p)!r}: {exc}") from None
+        return parse_scenario(text, origin=str(p))
+    text = _builtin_text(str(source)) if isinstance(source, str) and "/" not in source else None
+    if text is None:
+        names = ", ".join(builtin_scenarios())
+        raise ScenarioError(
+            f"no scenario file or built-in scenario named {str(source)!r} (built-ins: {names})"
+        )
+    return parse_scenario(text, origin=f"{source}.toml")
