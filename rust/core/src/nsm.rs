@@ -40,9 +40,22 @@ struct Channel {
 impl Channel {
     #[inline(always)]
     fn propensity(&self, row: &[u32]) -> f64 {
-        self.c * row[self.a as usize] as f64 * (row[self.b as usize] as f64 - self.dimer)
+        debug_assert!((self.a as usize) < row.len() && (self.b as usize) < row.len());
+        // SAFETY: a and b are built in `Nsm::new` as 1 + species index (< 1 + S)
+        // or the trailing-one position 1 + S, and every row has S + 2 entries.
+        let (xa, xb) = unsafe {
+            (
+                *row.get_unchecked(self.a as usize),
+                *row.get_unchecked(self.b as usize),
+            )
+        };
+        self.c * xa as f64 * (xb as f64 - self.dimer)
     }
 }
+
+/// What makes two subvolumes share a site: rate class and, per edge, (target
+/// offset, transport class, bits of coupling / volume).
+type SiteKey = (u32, Vec<(i64, u32, u64)>);
 
 /// Neighbourhood + chemistry shared by many subvolumes.
 #[derive(Clone, Debug)]
@@ -57,9 +70,6 @@ struct Site {
 struct SiteEdge {
     /// target = subvolume + delta
     delta: i64,
-    class: u32,
-    /// coupling / V_i, so that rate = coefficient * weight.
-    weight: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -73,7 +83,8 @@ pub struct Nsm {
     /// (n_sites, S): total transport rate per molecule out of the site.
     site_diff_rate: Vec<f64>,
     edges: Vec<SiteEdge>,
-    transport_coefficients: Vec<f64>,
+    /// (n_site_edges, S): transport rate per molecule along each site edge.
+    edge_rates: Vec<f64>,
     channels: Vec<Channel>,
     change_offsets: Vec<usize>,
     change_species: Vec<u32>,
@@ -130,11 +141,7 @@ impl Nsm {
             }
             change_offsets.push(change_species.len());
         }
-        let n_rclasses = if r == 0 {
-            1
-        } else {
-            problem.rate_constants.len() / r
-        };
+        let n_rclasses = problem.rate_constants.len().checked_div(r).unwrap_or(1);
         let mut class_channels: Vec<Vec<Channel>> = vec![Vec::new(); n_rclasses];
         if r > 0 {
             for (c, chans) in class_channels.iter_mut().enumerate() {
@@ -154,9 +161,10 @@ impl Nsm {
         }
 
         // Deduplicate subvolumes into sites.
-        let mut site_of_key: HashMap<(u32, Vec<(i64, u32, u64)>), u32> = HashMap::new();
+        let mut site_of_key: HashMap<SiteKey, u32> = HashMap::new();
         let mut sites = Vec::new();
         let mut edges: Vec<SiteEdge> = Vec::new();
+        let mut edge_rates: Vec<f64> = Vec::new();
         let mut channels: Vec<Channel> = Vec::new();
         let mut site_diff_rate: Vec<f64> = Vec::new();
         let stride = s + 2;
@@ -183,14 +191,12 @@ impl Nsm {
                     let mut rates = vec![0.0; s];
                     for &(delta, class, wbits) in &key.1 {
                         let weight = f64::from_bits(wbits);
-                        edges.push(SiteEdge {
-                            delta,
-                            class,
-                            weight,
-                        });
+                        edges.push(SiteEdge { delta });
                         for (sp, rate) in rates.iter_mut().enumerate() {
-                            *rate +=
+                            let r =
                                 problem.transport_coefficients[class as usize * s + sp] * weight;
+                            edge_rates.push(r);
+                            *rate += r;
                         }
                     }
                     for (sp, &rate) in rates.iter().enumerate() {
@@ -234,7 +240,7 @@ impl Nsm {
             sites,
             site_diff_rate,
             edges,
-            transport_coefficients: problem.transport_coefficients.clone(),
+            edge_rates,
             channels,
             change_offsets,
             change_species,
@@ -249,7 +255,7 @@ impl Nsm {
         };
         let mut times = vec![f64::INFINITY; n];
         for (i, t) in times.iter_mut().enumerate() {
-            let (ad, ar) = nsm.propensities(i);
+            let (ad, ar) = nsm.propensities::<0>(i);
             let a = ad + ar;
             if !a.is_finite() {
                 return invalid(format!(
@@ -264,16 +270,36 @@ impl Nsm {
         Ok(nsm)
     }
 
-    /// (diffusion, reaction) propensity of subvolume i from its counts.
+    /// The number of species: the constant K when the hot loop is
+    /// specialised for it (loops unroll, bounds checks fold), else dynamic.
     #[inline(always)]
-    fn propensities(&self, i: usize) -> (f64, f64) {
-        (self.diffusion_propensity(i), self.reaction_propensity(i))
+    fn ns<const K: usize>(&self) -> usize {
+        if K == 0 {
+            self.n_species
+        } else {
+            K
+        }
     }
 
     #[inline(always)]
-    fn diffusion_propensity(&self, i: usize) -> f64 {
-        let s = self.n_species;
-        let row = &self.cells[i * self.stride..(i + 1) * self.stride];
+    fn row<const K: usize>(&self, i: usize) -> &[u32] {
+        let stride = self.ns::<K>() + 2;
+        &self.cells[i * stride..(i + 1) * stride]
+    }
+
+    /// (diffusion, reaction) propensity of subvolume i from its counts.
+    #[inline(always)]
+    fn propensities<const K: usize>(&self, i: usize) -> (f64, f64) {
+        (
+            self.diffusion_propensity::<K>(i),
+            self.reaction_propensity::<K>(i),
+        )
+    }
+
+    #[inline(always)]
+    fn diffusion_propensity<const K: usize>(&self, i: usize) -> f64 {
+        let s = self.ns::<K>();
+        let row = self.row::<K>(i);
         let site_id = row[0] as usize;
         let rates = &self.site_diff_rate[site_id * s..(site_id + 1) * s];
         let mut ad = 0.0;
@@ -284,8 +310,8 @@ impl Nsm {
     }
 
     #[inline(always)]
-    fn reaction_propensity(&self, i: usize) -> f64 {
-        let row = &self.cells[i * self.stride..(i + 1) * self.stride];
+    fn reaction_propensity<const K: usize>(&self, i: usize) -> f64 {
+        let row = self.row::<K>(i);
         let site = &self.sites[row[0] as usize];
         let mut ar = 0.0;
         for ch in &self.channels[site.channel_start as usize..site.channel_end as usize] {
@@ -354,6 +380,7 @@ impl Nsm {
         let shared = self.sites.capacity() * size_of::<Site>()
             + self.site_diff_rate.capacity() * size_of::<f64>()
             + self.edges.capacity() * size_of::<SiteEdge>()
+            + self.edge_rates.capacity() * size_of::<f64>()
             + self.channels.capacity() * size_of::<Channel>();
         let per = self.cells.capacity() * size_of::<u32>()
             + self.n_subvolumes * CalendarQueue::bytes_per_entry();
@@ -368,6 +395,24 @@ impl Nsm {
                 self.time
             ));
         }
+        match self.n_species {
+            1 => self.run_events::<1>(t_stop, max_events),
+            2 => self.run_events::<2>(t_stop, max_events),
+            3 => self.run_events::<3>(t_stop, max_events),
+            4 => self.run_events::<4>(t_stop, max_events),
+            5 => self.run_events::<5>(t_stop, max_events),
+            6 => self.run_events::<6>(t_stop, max_events),
+            7 => self.run_events::<7>(t_stop, max_events),
+            8 => self.run_events::<8>(t_stop, max_events),
+            _ => self.run_events::<0>(t_stop, max_events),
+        }
+    }
+
+    fn run_events<const K: usize>(
+        &mut self,
+        t_stop: f64,
+        max_events: u64,
+    ) -> Result<Advance, CoreError> {
         let mut fired = 0u64;
         loop {
             let (t, i) = self.queue.peek();
@@ -379,27 +424,27 @@ impl Nsm {
                 return Ok(Advance::Paused);
             }
             self.time = t;
-            self.fire(t, i)?;
+            self.fire::<K>(t, i)?;
             self.queue.note_event(t);
             fired += 1;
         }
     }
 
     #[inline(always)]
-    fn fire(&mut self, t: f64, i: usize) -> Result<(), CoreError> {
-        let (ad, ar) = self.propensities(i);
+    fn fire<const K: usize>(&mut self, t: f64, i: usize) -> Result<(), CoreError> {
+        let (ad, ar) = self.propensities::<K>(i);
         let u = self.rng.uniform() * (ar + ad);
         if (u < ar || ad <= 0.0) && ar > 0.0 {
-            self.fire_reaction(t, i, u.min(ar))
+            self.fire_reaction::<K>(t, i, u.min(ar))
         } else {
-            self.fire_diffusion(t, i, ad, ar, (u - ar).max(0.0))
+            self.fire_diffusion::<K>(t, i, ad, ar, (u - ar).max(0.0))
         }
     }
 
     /// Draw a fresh next time for i from its current propensity.
     #[inline(always)]
-    fn reschedule(&mut self, i: usize, t: f64) {
-        let (ad, ar) = self.propensities(i);
+    fn reschedule<const K: usize>(&mut self, i: usize, t: f64) {
+        let (ad, ar) = self.propensities::<K>(i);
         let a = ad + ar;
         let next = if a > 0.0 {
             t + self.rng.exp1() / a
@@ -409,10 +454,10 @@ impl Nsm {
         self.queue.update(i, next);
     }
 
-    fn fire_reaction(&mut self, t: f64, i: usize, u: f64) -> Result<(), CoreError> {
-        let base = i * self.stride;
-        let site = &self.sites[self.cells[base] as usize];
-        let row = &self.cells[base..base + self.stride];
+    fn fire_reaction<const K: usize>(&mut self, t: f64, i: usize, u: f64) -> Result<(), CoreError> {
+        let base = i * (self.ns::<K>() + 2);
+        let row = self.row::<K>(i);
+        let site = &self.sites[row[0] as usize];
         let mut acc = 0.0;
         let mut chosen = usize::MAX;
         for ch in &self.channels[site.channel_start as usize..site.channel_end as usize] {
@@ -426,7 +471,7 @@ impl Nsm {
             }
         }
         if chosen == usize::MAX {
-            self.reschedule(i, t);
+            self.reschedule::<K>(i, t);
             return Ok(());
         }
         let changes = self.change_offsets[chosen]..self.change_offsets[chosen + 1];
@@ -446,11 +491,11 @@ impl Nsm {
         }
         self.reaction_events[chosen] += 1;
         self.total_events += 1;
-        self.reschedule(i, t);
+        self.reschedule::<K>(i, t);
         Ok(())
     }
 
-    fn fire_diffusion(
+    fn fire_diffusion<const K: usize>(
         &mut self,
         t: f64,
         i: usize,
@@ -458,10 +503,12 @@ impl Nsm {
         ar: f64,
         u: f64,
     ) -> Result<(), CoreError> {
-        let s = self.n_species;
-        let base = i * self.stride;
-        let site_id = self.cells[base] as usize;
-        let counts = &self.cells[base + 1..=base + s];
+        let s = self.ns::<K>();
+        let stride = s + 2;
+        let base = i * stride;
+        let row = self.row::<K>(i);
+        let site_id = row[0] as usize;
+        let counts = &row[1..=s];
         let rates = &self.site_diff_rate[site_id * s..(site_id + 1) * s];
         let mut acc = 0.0;
         let mut species = usize::MAX;
@@ -478,7 +525,7 @@ impl Nsm {
             }
         }
         if species == usize::MAX || ad <= 0.0 {
-            self.reschedule(i, t);
+            self.reschedule::<K>(i, t);
             return Ok(());
         }
         // rem is uniform on [0, n_s d_s): reuse it to choose the edge.
@@ -486,8 +533,12 @@ impl Nsm {
         let site = &self.sites[site_id];
         let mut acc = 0.0;
         let mut delta = 0i64;
-        for edge in &self.edges[site.edge_start as usize..site.edge_end as usize] {
-            let w = self.transport_coefficients[edge.class as usize * s + species] * edge.weight;
+        let edges = site.edge_start as usize..site.edge_end as usize;
+        for (edge, rates) in self.edges[edges.clone()]
+            .iter()
+            .zip(self.edge_rates[edges.start * s..edges.end * s].chunks_exact(s))
+        {
+            let w = rates[species];
             if w > 0.0 {
                 acc += w;
                 delta = edge.delta;
@@ -497,14 +548,14 @@ impl Nsm {
             }
         }
         let j = (i as i64 + delta) as usize;
-        let jbase = j * self.stride;
+        let jbase = j * stride;
         if self.cells[jbase + 1 + species] == u32::MAX {
             return Err(CoreError::CountOverflow {
                 species,
                 subvolume: j,
             });
         }
-        let (adj, arj) = self.propensities(j);
+        let (adj, arj) = self.propensities::<K>(j);
         let a_j_old = adj + arj;
         self.cells[base + 1 + species] -= 1;
         self.cells[jbase + 1 + species] += 1;
@@ -516,9 +567,9 @@ impl Nsm {
         let reactive = self.reactive[species];
         // Recomputed, not decremented, so that an emptied subvolume gets
         // exactly zero.
-        let ad_i = self.diffusion_propensity(i);
+        let ad_i = self.diffusion_propensity::<K>(i);
         let ar_i = if reactive {
-            self.reaction_propensity(i)
+            self.reaction_propensity::<K>(i)
         } else {
             ar
         };
@@ -532,7 +583,7 @@ impl Nsm {
         let sj = self.cells[jbase] as usize;
         let ad_j = adj + self.site_diff_rate[sj * s + species];
         let ar_j = if reactive {
-            self.reaction_propensity(j)
+            self.reaction_propensity::<K>(j)
         } else {
             arj
         };

@@ -158,7 +158,7 @@ impl Problem {
         if s == 0 {
             return invalid("the network has no species");
         }
-        if self.transport_coefficients.len() % s != 0 {
+        if !self.transport_coefficients.len().is_multiple_of(s) {
             return invalid(format!(
                 "transport_coefficients has {} entries, not a multiple of n_species = {s}",
                 self.transport_coefficients.len()
@@ -197,7 +197,7 @@ impl Problem {
         let n_rclasses = if r == 0 {
             0
         } else {
-            if self.rate_constants.len() % r != 0 {
+            if !self.rate_constants.len().is_multiple_of(r) {
                 return invalid(format!(
                     "rate_constants has {} entries, not a multiple of n_reactions = {r}",
                     self.rate_constants.len()
