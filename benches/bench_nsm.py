@@ -1,0 +1,77 @@
+"""Benchmark B1 `h2o2-burst` (shared BENCHMARKS.md) on the exact NSM solver.
+
+Runs the built-in scenario through the public Python API for several seeds and
+prints, per seed and as medians: events per CPU-second (CPU time of this
+process while the core runs, so other load on the machine matters less than
+for wall time), diffusion and reaction event counts, final totals and the
+solver's bytes per subvolume. Reference values (BENCHMARKS.md / issue 2): about
+26.5 million events, final H2O2 about 1010 and PrxOx about 7290 molecules
+(means over seeds); target >= 1e7 events per CPU-second.
+
+    python benches/bench_nsm.py [--seeds 1 2 3] [--scenario h2o2-burst]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from redoxfield.scenario import load_scenario
+from redoxfield.simulation import sample_times
+
+
+def run_once(scenario: str, seed: int) -> dict[str, float]:
+    sc = load_scenario(scenario)
+    sim = sc.simulation(seed=seed)
+    engine = sim.make_engine()
+    times = sample_times(sc.run_settings.t_end, sc.run_settings.dt_sample)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for t in times[1:]:
+        engine.advance(float(t))
+    cpu = time.process_time() - cpu0
+    wall = time.perf_counter() - wall0
+    totals = engine.totals()
+    names = sim.model.species_names
+    diffusion = int(engine.diffusion_events().sum())
+    reactions = engine.reaction_events()
+    return {
+        "seed": seed,
+        "events": engine.total_events,
+        "diffusion": diffusion,
+        "reaction": int(reactions.sum()),
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "events_per_cpu_s": engine.total_events / cpu,
+        "bytes_per_subvolume": engine.bytes_per_subvolume,
+        **{f"final_{n}": int(v) for n, v in zip(names, totals, strict=True)},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", default="h2o2-burst")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    args = parser.parse_args()
+    rows = []
+    for seed in args.seeds:
+        row = run_once(args.scenario, seed)
+        rows.append(row)
+        print(
+            f"seed {seed}: {row['events']:,} events ({row['diffusion']:,} diffusion, "
+            f"{row['reaction']:,} reaction) in {row['cpu_s']:.2f} CPU-s "
+            f"-> {row['events_per_cpu_s']:.3e} events/CPU-s; "
+            + ", ".join(f"{k[6:]} {v}" for k, v in row.items() if k.startswith("final_"))
+        )
+    keys = [k for k in rows[0] if k != "seed"]
+    print(f"\n{args.scenario}: medians over seeds {args.seeds}")
+    for k in keys:
+        med = statistics.median(r[k] for r in rows)
+        mean = float(np.mean([r[k] for r in rows]))
+        print(f"  {k:24s} median {med:14.6g}   mean {mean:14.6g}")
+
+
+if __name__ == "__main__":
+    main()
