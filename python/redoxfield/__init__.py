@@ -12,6 +12,7 @@ from .errors import GeometryError, ModelError, RedoxfieldError, ScenarioError, S
 from .geometry import Box, Lattice, SubvolumeGraph, Where
 from .model import Model
 from .result import Result
+from .scenario import builtin_scenarios, load_scenario
 from .simulation import Simulation
 
 __all__ = [
@@ -28,4 +29,6 @@ __all__ = [
     "SubvolumeGraph",
     "Where",
     "__version__",
+    "builtin_scenarios",
+    "load_scenario",
 ]

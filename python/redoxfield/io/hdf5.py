@@ -74,7 +74,7 @@ class ResultWriter:
         f = self.file
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        f.attrs["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         f.attrs["complete"] = False
         f.attrs["stop_reason"] = "running"
         for key, value in attrs.items():
