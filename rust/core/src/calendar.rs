@@ -1,22 +1,45 @@
 //! Calendar (bucket) queue of next-event times (Brown 1988) backed by a
 //! lazily-deleted binary heap.
 //!
-//! Bucket k holds subvolumes whose next time t has floor(t / width) == k for
-//! k in [cur, cur + n_buckets), in a flat array of fixed-capacity buckets (one
-//! allocation, a few cache lines per bucket). Far-future and idle subvolumes,
-//! and the rare overflow of a full bucket, live in the heap; `peek` compares
-//! the current bucket's minimum with the heap's, so correctness never depends
-//! on where an entry sits. Heap entries are never moved out: a subvolume that
-//! leaves the heap just stops matching its live time there, and stale entries
-//! are dropped when they reach the top (or in a compaction), so taking a slow
-//! subvolume out of the heap costs O(1) and putting one in O(1) on average. `width` is retuned from the observed event rate so
-//! that a bucket holds about `TARGET_PER_BUCKET` entries, which makes an update
-//! O(1) instead of O(log N). `peek` returns the exact minimum (time, id) with
-//! ties broken by id, so the event order, and every trajectory, is the same
-//! whatever the width or the tuning history.
+//! Bucket k holds ids whose next time t has floor(t / width) == k for k in
+//! [cur, cur + n_buckets), in a flat array of fixed-capacity buckets of one
+//! cache line each. Far-future and idle ids, and the rare overflow of a full
+//! bucket, live in the heap; `peek` compares the current bucket's minimum with
+//! the heap's, so correctness never depends on where an entry sits.
+//!
+//! The live time and the location (bucket slot, or `IN_HEAP`) of every id are
+//! kept by the caller in a [`Store`], so that the NSM can hold them in the same
+//! cache line as the subvolume's counts: reading a subvolume's time for the
+//! Gibson-Bruck rescaling, and moving it in the queue, then touch no other
+//! per-subvolume array.
+//!
+//! Heap entries are never moved out: an id that leaves the heap just stops
+//! matching its live time there, and stale entries are dropped when they reach
+//! the top (or in a compaction), so taking an idle id out of the heap costs
+//! O(1) and putting one in O(1) on average. `peek` first compares the bucket
+//! minimum with the raw heap top (a lower bound of the live heap minimum) and
+//! only validates the top when that bound could win. `width` is retuned from
+//! the observed event rate so that a bucket holds about `TARGET_PER_BUCKET`
+//! entries, which makes an update O(1) instead of O(log N). `peek` returns the
+//! exact minimum (time, id) with ties broken by id, so the event order, and
+//! every trajectory, is the same whatever the width or the tuning history.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+
+/// Per-id live time and location, owned by the caller.
+pub trait Store {
+    /// Live next time of id (+inf when it has none).
+    fn time(&self, id: usize) -> f64;
+    /// Slot index in the calendar, or `IN_HEAP`.
+    fn loc(&self, id: usize) -> u32;
+    fn set_loc(&mut self, id: usize, loc: u32);
+    fn set(&mut self, id: usize, time: f64, loc: u32);
+}
+
+/// Location of an id that is not in a calendar bucket (in the heap, or idle
+/// with time +inf).
+pub const IN_HEAP: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Slot {
@@ -24,12 +47,16 @@ struct Slot {
     id: u32,
 }
 
-const CAPACITY: usize = 8;
-const IN_HEAP: u32 = u32::MAX;
-const TARGET_PER_BUCKET: f64 = 2.0;
+const CAPACITY: usize = 4;
+const TARGET_PER_BUCKET: f64 = 1.0;
 const TUNE_EVERY: u64 = 1 << 16;
-/// Largest bucket index used, far below 2^64 and exactly representable.
+/// Largest bucket index used, far below 2^63 and exactly representable.
 const MAX_BUCKET: f64 = 4.0e18;
+
+/// One bucket: one cache line.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(64))]
+struct Bucket([Slot; CAPACITY]);
 
 #[derive(Clone, Debug)]
 pub struct CalendarQueue {
@@ -37,14 +64,11 @@ pub struct CalendarQueue {
     inv_width: f64,
     mask: u64,
     cur: u64,
-    slots: Vec<Slot>,
+    buckets: Vec<Bucket>,
     fill: Vec<u8>,
-    /// Per id: (bucket << 3 | index in bucket), or IN_HEAP.
-    location: Vec<u32>,
     in_calendar: usize,
     heap: BinaryHeap<Reverse<HeapEntry>>,
-    /// Per id: the time of its live heap entry, +inf if it has none.
-    heap_time: Vec<f64>,
+    n_ids: usize,
     pops: u64,
     tune_time: f64,
 }
@@ -78,42 +102,44 @@ fn before(a: (f64, u32), b: (f64, u32)) -> bool {
 }
 
 impl CalendarQueue {
-    pub fn build(times: &[f64]) -> Self {
-        let n = times.len();
-        let n_buckets = (n.max(1) / 8).next_power_of_two().clamp(256, 1 << 14);
+    /// Queue ids 0..n at the times `store` holds for them (their locations
+    /// are overwritten).
+    pub fn build<S: Store>(n: usize, store: &mut S) -> Self {
+        let n_buckets = (n.max(1) / 8).next_power_of_two().clamp(256, 1 << 15);
+        let mut finite = Vec::new();
+        let mut heap = Vec::new();
+        for id in 0..n {
+            let time = store.time(id);
+            store.set_loc(id, IN_HEAP);
+            if time.is_finite() {
+                finite.push(time);
+                heap.push(Reverse(HeapEntry {
+                    time,
+                    id: id as u32,
+                }));
+            }
+        }
         let mut q = CalendarQueue {
             width: 1.0,
             inv_width: 1.0,
             mask: n_buckets as u64 - 1,
             cur: 0,
-            slots: vec![Slot::default(); n_buckets * CAPACITY],
+            buckets: vec![Bucket::default(); n_buckets],
             fill: vec![0; n_buckets],
-            location: vec![IN_HEAP; n],
             in_calendar: 0,
-            heap: times
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.is_finite())
-                .map(|(id, &time)| {
-                    Reverse(HeapEntry {
-                        time,
-                        id: id as u32,
-                    })
-                })
-                .collect(),
-            heap_time: times.to_vec(),
+            heap: BinaryHeap::from(heap),
+            n_ids: n,
             pops: 0,
             tune_time: 0.0,
         };
         // Initial width: spread the earliest n_buckets finite times over the
         // calendar; retuned from the event rate after TUNE_EVERY events.
-        let mut finite: Vec<f64> = times.iter().copied().filter(|t| t.is_finite()).collect();
         if !finite.is_empty() {
             let k = finite.len().min(n_buckets) - 1;
             finite.select_nth_unstable_by(k, |a, b| a.total_cmp(b));
             q.set_width(finite[k] / n_buckets as f64 * TARGET_PER_BUCKET);
         }
-        q.jump_to_heap_min();
+        q.jump_to_heap_min(store);
         q
     }
 
@@ -132,36 +158,28 @@ impl CalendarQueue {
     fn bucket_for(&self, t: f64) -> Option<usize> {
         let k = t * self.inv_width;
         // i64 conversion is one instruction on x86-64, u64 is not.
-        if k < MAX_BUCKET && (k as i64 as u64) < self.cur + self.mask + 1 {
+        if k < MAX_BUCKET && (k as i64 as u64) <= self.cur + self.mask {
             Some(((k as i64 as u64) & self.mask) as usize)
         } else {
             None
         }
     }
 
-    /// Put id in bucket b if it has room; false if full.
+    /// The raw heap top (possibly stale): a lower bound of the live minimum.
     #[inline(always)]
-    fn try_push(&mut self, b: usize, id: usize, time: f64) -> bool {
-        let f = self.fill[b] as usize;
-        if f == CAPACITY {
-            return false;
+    fn heap_bound(&self) -> f64 {
+        match self.heap.peek() {
+            Some(Reverse(top)) => top.time,
+            None => f64::INFINITY,
         }
-        self.slots[b * CAPACITY + f] = Slot {
-            time,
-            id: id as u32,
-        };
-        self.fill[b] = f as u8 + 1;
-        self.location[id] = (b * CAPACITY + f) as u32;
-        self.in_calendar += 1;
-        true
     }
 
     /// The live heap minimum (inf, 0 if none), dropping stale entries on top.
     #[inline]
-    fn heap_peek(&mut self) -> (f64, usize) {
+    fn heap_peek<S: Store>(&mut self, store: &S) -> (f64, usize) {
         while let Some(&Reverse(top)) = self.heap.peek() {
             let id = top.id as usize;
-            if self.location[id] == IN_HEAP && self.heap_time[id] == top.time {
+            if store.loc(id) == IN_HEAP && store.time(id) == top.time {
                 return (top.time, id);
             }
             self.heap.pop();
@@ -169,21 +187,21 @@ impl CalendarQueue {
         (f64::INFINITY, 0)
     }
 
-    #[inline]
-    fn heap_insert(&mut self, id: usize, time: f64) {
-        self.heap_time[id] = time;
+    #[cold]
+    fn heap_insert<S: Store>(&mut self, store: &mut S, id: usize, time: f64) {
+        store.set(id, time, IN_HEAP);
         self.heap.push(Reverse(HeapEntry {
             time,
             id: id as u32,
         }));
         // Compact when stale entries dominate, so memory stays O(N).
-        if self.heap.len() > 2 * self.heap_time.len() + 1024 {
+        if self.heap.len() > 2 * self.n_ids + 1024 {
             let live: Vec<Reverse<HeapEntry>> = self
                 .heap
                 .drain()
                 .filter(|Reverse(e)| {
                     let id = e.id as usize;
-                    self.location[id] == IN_HEAP && self.heap_time[id] == e.time
+                    store.loc(id) == IN_HEAP && store.time(id) == e.time
                 })
                 .collect();
             self.heap = BinaryHeap::from(live);
@@ -191,25 +209,26 @@ impl CalendarQueue {
     }
 
     /// Move heap entries that now fall inside the horizon (while there is room).
-    fn migrate(&mut self) {
+    #[cold]
+    fn migrate<S: Store>(&mut self, store: &mut S) {
         loop {
-            let (t, id) = self.heap_peek();
+            let (t, id) = self.heap_peek(store);
             if !t.is_finite() {
                 return;
             }
             match self.bucket_for(t) {
                 Some(b) if (self.fill[b] as usize) < CAPACITY => {
                     self.heap.pop();
-                    self.heap_time[id] = f64::INFINITY;
-                    self.try_push(b, id, t);
+                    self.push(store, b, id, t);
                 }
                 _ => return,
             }
         }
     }
 
-    fn jump_to_heap_min(&mut self) {
-        let (t, _) = self.heap_peek();
+    #[cold]
+    fn jump_to_heap_min<S: Store>(&mut self, store: &mut S) {
+        let (t, _) = self.heap_peek(store);
         if !t.is_finite() {
             return;
         }
@@ -217,135 +236,188 @@ impl CalendarQueue {
             self.set_width(t / 1.0e15);
         }
         self.cur = (t * self.inv_width) as u64;
-        self.migrate();
+        self.migrate(store);
+    }
+
+    /// The earliest (time, id), given that the calendar is empty.
+    #[cold]
+    fn peek_idle<S: Store>(&mut self, store: &mut S) -> (f64, usize) {
+        let (th, ih) = self.heap_peek(store);
+        if th.is_finite() {
+            self.jump_to_heap_min(store);
+        }
+        (th, ih)
+    }
+
+    /// Put id in bucket b, which has room.
+    #[inline(always)]
+    fn push<S: Store>(&mut self, store: &mut S, b: usize, id: usize, time: f64) {
+        let f = self.fill[b] as usize;
+        debug_assert!(f < CAPACITY);
+        self.buckets[b].0[f] = Slot {
+            time,
+            id: id as u32,
+        };
+        self.fill[b] = f as u8 + 1;
+        store.set(id, time, (b * CAPACITY + f) as u32);
+        self.in_calendar += 1;
     }
 
     /// The earliest (time, id); (inf, 0) when nothing is scheduled.
     #[inline]
-    pub fn peek(&mut self) -> (f64, usize) {
+    pub fn peek<S: Store>(&mut self, store: &mut S) -> (f64, usize) {
         loop {
-            let (th, ih) = self.heap_peek();
-            if self.in_calendar == 0 {
-                if !th.is_finite() {
-                    return (f64::INFINITY, 0);
-                }
-                self.jump_to_heap_min();
-                if self.in_calendar == 0 {
-                    return (th, ih);
-                }
-                continue;
-            }
             let b = (self.cur & self.mask) as usize;
             let f = self.fill[b] as usize;
             if f > 0 {
-                let bucket = &self.slots[b * CAPACITY..b * CAPACITY + f];
+                let bucket = &self.buckets[b].0[..f];
                 let mut best = (bucket[0].time, bucket[0].id);
                 for s in &bucket[1..] {
                     if before((s.time, s.id), best) {
                         best = (s.time, s.id);
                     }
                 }
+                if best.0 < self.heap_bound() {
+                    return (best.0, best.1 as usize);
+                }
+                let (th, ih) = self.heap_peek(store);
                 if before((th, ih as u32), best) {
                     return (th, ih);
                 }
                 return (best.0, best.1 as usize);
             }
-            // An overflowed entry may be due before the next bucket starts.
-            if th * self.inv_width < (self.cur + 1) as f64 {
-                return (th, ih);
+            if self.in_calendar == 0 {
+                return self.peek_idle(store);
             }
-            self.cur += 1;
-            self.migrate();
+            let next = self.cur + 1;
+            // An overflowed entry may be due before the next bucket starts.
+            if self.heap_bound() * self.inv_width < next as f64 {
+                let (th, ih) = self.heap_peek(store);
+                if th * self.inv_width < next as f64 {
+                    return (th, ih);
+                }
+            }
+            self.cur = next;
+            // Heap entries that now fall inside the horizon move in.
+            if self.heap_bound() * self.inv_width < (next + self.mask) as f64 + 1.0 {
+                self.migrate(store);
+            }
         }
-    }
-
-    #[inline(always)]
-    pub fn time_of(&self, id: usize) -> f64 {
-        let loc = self.location[id];
-        if loc == IN_HEAP {
-            self.heap_time[id]
-        } else {
-            self.slots[loc as usize].time
-        }
-    }
-
-    #[inline(always)]
-    fn remove(&mut self, id: usize) {
-        let loc = self.location[id];
-        if loc == IN_HEAP {
-            // Its heap entry (if any) becomes stale.
-            self.heap_time[id] = f64::INFINITY;
-            return;
-        }
-        let loc = loc as usize;
-        let b = loc / CAPACITY;
-        let last = b * CAPACITY + self.fill[b] as usize - 1;
-        if loc != last {
-            let moved = self.slots[last];
-            self.slots[loc] = moved;
-            self.location[moved.id as usize] = loc as u32;
-        }
-        self.fill[b] -= 1;
-        self.location[id] = IN_HEAP;
-        self.in_calendar -= 1;
     }
 
     /// Set the next time of `id` (>= the current time; +inf for never).
     #[inline]
-    pub fn update(&mut self, id: usize, time: f64) {
-        self.remove(id);
-        if time.is_finite() {
-            let pushed = match self.bucket_for(time) {
-                Some(b) => self.try_push(b, id, time),
-                None => false,
-            };
-            if !pushed {
-                self.heap_insert(id, time);
+    pub fn update<S: Store>(&mut self, store: &mut S, id: usize, time: f64) {
+        let loc = store.loc(id);
+        if loc != IN_HEAP {
+            // Take id out of its bucket (swap with the bucket's last entry).
+            let loc = loc as usize;
+            let b = loc / CAPACITY;
+            let f = self.fill[b] as usize;
+            debug_assert!(f > 0 && loc < b * CAPACITY + f);
+            let last = f - 1;
+            if loc % CAPACITY != last {
+                let moved = self.buckets[b].0[last];
+                self.buckets[b].0[loc % CAPACITY] = moved;
+                store.set_loc(moved.id as usize, loc as u32);
             }
+            self.fill[b] = last as u8;
+            self.in_calendar -= 1;
+        }
+        // Otherwise its heap entry (if any) becomes stale once the time
+        // changes or the id enters the calendar.
+        if time.is_finite() {
+            if let Some(b) = self.bucket_for(time) {
+                if (self.fill[b] as usize) < CAPACITY {
+                    self.push(store, b, id, time);
+                    return;
+                }
+            }
+            self.heap_insert(store, id, time);
+        } else {
+            store.set(id, f64::INFINITY, IN_HEAP);
         }
     }
 
     /// Called once per fired event at time `now`; retunes the width from the
     /// event rate seen over the last TUNE_EVERY events.
     #[inline]
-    pub fn note_event(&mut self, now: f64) {
+    pub fn note_event<S: Store>(&mut self, store: &mut S, now: f64) {
         self.pops += 1;
         if self.pops.is_multiple_of(TUNE_EVERY) {
-            let span = now - self.tune_time;
-            self.tune_time = now;
-            if span > 0.0 {
-                let ideal = span / TUNE_EVERY as f64 * TARGET_PER_BUCKET;
-                if ideal > 2.0 * self.width || ideal < 0.5 * self.width {
-                    self.rebuild(ideal, now);
-                }
+            self.retune(store, now);
+        }
+    }
+
+    #[cold]
+    fn retune<S: Store>(&mut self, store: &mut S, now: f64) {
+        let span = now - self.tune_time;
+        self.tune_time = now;
+        if span > 0.0 {
+            let ideal = span / TUNE_EVERY as f64 * TARGET_PER_BUCKET;
+            if ideal > 2.0 * self.width || ideal < 0.5 * self.width {
+                self.rebuild(store, ideal, now);
             }
         }
     }
 
-    fn rebuild(&mut self, width: f64, now: f64) {
+    fn rebuild<S: Store>(&mut self, store: &mut S, width: f64, now: f64) {
         let mut moved = Vec::with_capacity(self.in_calendar);
         for b in 0..self.fill.len() {
             let f = self.fill[b] as usize;
-            moved.extend_from_slice(&self.slots[b * CAPACITY..b * CAPACITY + f]);
+            moved.extend_from_slice(&self.buckets[b].0[..f]);
             self.fill[b] = 0;
         }
         for s in &moved {
-            self.location[s.id as usize] = IN_HEAP;
-            self.heap_time[s.id as usize] = f64::INFINITY;
+            store.set_loc(s.id as usize, IN_HEAP);
         }
         self.in_calendar = 0;
         self.set_width(width);
         let k = now * self.inv_width;
         self.cur = if k < MAX_BUCKET { k as u64 } else { 0 };
         for s in moved {
-            self.update(s.id as usize, s.time);
+            self.update(store, s.id as usize, s.time);
         }
-        self.migrate();
+        self.migrate(store);
     }
 
-    /// Queue bytes per subvolume (the bucket array is shared and excluded).
-    pub fn bytes_per_entry() -> usize {
-        std::mem::size_of::<u32>() + std::mem::size_of::<f64>()
+    /// Memory of the queue (buckets and heap), in bytes.
+    pub fn bytes(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<Bucket>()
+            + self.fill.capacity()
+            + self.heap.capacity() * std::mem::size_of::<Reverse<HeapEntry>>()
+    }
+}
+
+/// A plain `Store`: two arrays (for tests and other callers).
+#[derive(Clone, Debug)]
+pub struct VecStore {
+    pub time: Vec<f64>,
+    pub loc: Vec<u32>,
+}
+
+impl VecStore {
+    pub fn new(times: &[f64]) -> Self {
+        VecStore {
+            time: times.to_vec(),
+            loc: vec![IN_HEAP; times.len()],
+        }
+    }
+}
+
+impl Store for VecStore {
+    fn time(&self, id: usize) -> f64 {
+        self.time[id]
+    }
+    fn loc(&self, id: usize) -> u32 {
+        self.loc[id]
+    }
+    fn set_loc(&mut self, id: usize, loc: u32) {
+        self.loc[id] = loc;
+    }
+    fn set(&mut self, id: usize, time: f64, loc: u32) {
+        self.time[id] = time;
+        self.loc[id] = loc;
     }
 }
 
@@ -370,10 +442,11 @@ mod tests {
                     }
                 })
                 .collect();
-            let mut q = CalendarQueue::build(&times);
+            let mut store = VecStore::new(&times);
+            let mut q = CalendarQueue::build(n, &mut store);
             let mut now;
             for step in 0..60_000 {
-                let (t, id) = q.peek();
+                let (t, id) = q.peek(&mut store);
                 let best = times
                     .iter()
                     .enumerate()
@@ -384,7 +457,7 @@ mod tests {
                     break;
                 }
                 now = t;
-                q.note_event(now);
+                q.note_event(&mut store, now);
                 let scale = if step < 30_000 { 1e-3 } else { 1e-7 };
                 let new_t = if rng.uniform() < 0.02 {
                     f64::INFINITY
@@ -396,7 +469,7 @@ mod tests {
                 } else {
                     now + scale * rng.exp1()
                 };
-                q.update(id, new_t);
+                q.update(&mut store, id, new_t);
                 times[id] = new_t;
                 let other = (rng.uniform() * n as f64) as usize;
                 let other_t = if rng.uniform() < 0.5 && times[other].is_finite() {
@@ -404,9 +477,22 @@ mod tests {
                 } else {
                     now + scale * rng.exp1()
                 };
-                q.update(other, other_t);
+                q.update(&mut store, other, other_t);
                 times[other] = other_t;
-                assert_eq!(q.time_of(other), other_t);
+                assert_eq!(store.time(other), other_t);
+                // Every location is consistent.
+                if step % 4096 == 0 {
+                    for (id, &t) in times.iter().enumerate() {
+                        assert_eq!(store.time(id), t);
+                        let loc = store.loc(id);
+                        if loc != IN_HEAP {
+                            let b = loc as usize / CAPACITY;
+                            assert!((loc as usize % CAPACITY) < q.fill[b] as usize);
+                            let s = q.buckets[b].0[loc as usize % CAPACITY];
+                            assert_eq!((s.time, s.id as usize), (t, id));
+                        }
+                    }
+                }
             }
         }
     }

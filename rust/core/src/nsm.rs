@@ -10,22 +10,27 @@
 //! Memory layout, chosen because the hot loop is bound by cache misses on
 //! random subvolumes: subvolumes with the same neighbourhood (edge offsets,
 //! transport classes, couplings / volume) and the same rate class share one
-//! *site*; a subvolume is a row `[site, n_0, ..., n_{S-1}]` of u32 in one
-//! array. Propensities are recomputed from that row (O(S + R_site)) rather
-//! than stored, so touching a subvolume costs one cache line and no rounding
-//! drift accumulates over billions of events. A Cartesian lattice has at most
-//! 27 x (number of rate classes) sites, all cache-resident.
+//! *site*; a subvolume is one record
+//! `[time_lo, time_hi, site, queue location, n_0, ..., n_{S-1}, 1, padding]`
+//! of u32, 32 bytes for up to 3 species and a multiple of 64 bytes beyond,
+//! aligned so that a record never straddles a cache line. The queue keeps the
+//! live next time and the bucket slot of each subvolume in its record (see
+//! `calendar::Store`), so that touching a subvolume (its counts, its time for
+//! the rescaling, its queue position) costs one cache line. Propensities are
+//! recomputed from the counts (O(S + R_site)) rather than stored, so no
+//! rounding drift accumulates over billions of events. A Cartesian lattice has
+//! at most 27 x (number of rate classes) sites, all cache-resident.
 
 use std::collections::HashMap;
 
-use crate::calendar::CalendarQueue;
+use crate::calendar::{CalendarQueue, Store, IN_HEAP};
 use crate::error::{invalid, CoreError};
 use crate::problem::Problem;
 use crate::rng::Stream;
 
 /// A reaction as it applies at one rate class, in a branch-free form:
-/// propensity = c * x[a] * (x[b] - dimer), where x is the subvolume row
-/// `[site, n_0, ..., n_{S-1}, 1]`. A source points a and b at the trailing 1;
+/// propensity = c * x[a] * (x[b] - dimer), where x is the subvolume record
+/// (counts at `C0 + k`, a constant 1 at `C0 + S`). A source points a and b at the trailing 1;
 /// a first-order reaction points b at it; `A + A` has a == b, dimer = 1 and
 /// c halved, giving c/2 * n (n - 1) = c * (number of distinct pairs).
 #[derive(Clone, Copy, Debug)]
@@ -41,8 +46,9 @@ impl Channel {
     #[inline(always)]
     fn propensity(&self, row: &[u32]) -> f64 {
         debug_assert!((self.a as usize) < row.len() && (self.b as usize) < row.len());
-        // SAFETY: a and b are built in `Nsm::new` as 1 + species index (< 1 + S)
-        // or the trailing-one position 1 + S, and every row has S + 2 entries.
+        // SAFETY: a and b are built in `Nsm::new` as C0 + species index or the
+        // trailing-one position C0 + S, and every row has stride >= C0 + S + 1
+        // entries (`stride_for`).
         let (xa, xb) = unsafe {
             (
                 *row.get_unchecked(self.a as usize),
@@ -66,6 +72,95 @@ struct Site {
     channel_end: u32,
 }
 
+/// Record layout (u32 positions): next time (f64 bits, low word first), site,
+/// queue location, counts from C0, then the constant 1 at C0 + S.
+const T_LO: usize = 0;
+const T_HI: usize = 1;
+const SITE: usize = 2;
+const LOC: usize = 3;
+const C0: usize = 4;
+
+/// Record stride in u32 for S species: 8 (32 bytes) when it fits, else a
+/// multiple of 16 (whole cache lines).
+const fn stride_for(s: usize) -> usize {
+    let need = C0 + s + 1;
+    if need <= 8 {
+        8
+    } else {
+        need.div_ceil(16) * 16
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(64))]
+struct Line([u32; 16]);
+
+/// The per-subvolume records, in cache-line-aligned storage.
+#[derive(Clone, Debug)]
+struct Records {
+    lines: Vec<Line>,
+    stride: usize,
+}
+
+impl Records {
+    fn new(n: usize, stride: usize) -> Self {
+        Records {
+            lines: vec![Line::default(); (n * stride).div_ceil(16)],
+            stride,
+        }
+    }
+
+    #[inline(always)]
+    fn cells(&self) -> &[u32] {
+        // SAFETY: Line is repr(C) [u32; 16] (64 bytes, no padding), so the
+        // buffer holds lines.len() * 16 initialised, properly aligned u32s.
+        unsafe {
+            std::slice::from_raw_parts(self.lines.as_ptr().cast::<u32>(), self.lines.len() * 16)
+        }
+    }
+
+    #[inline(always)]
+    fn cells_mut(&mut self) -> &mut [u32] {
+        // SAFETY: as in `cells`, and the borrow of self is exclusive.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.lines.as_mut_ptr().cast::<u32>(),
+                self.lines.len() * 16,
+            )
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.lines.capacity() * std::mem::size_of::<Line>()
+    }
+}
+
+impl Store for Records {
+    #[inline(always)]
+    fn time(&self, id: usize) -> f64 {
+        let c = &self.cells()[id * self.stride..];
+        f64::from_bits(u64::from(c[T_LO]) | u64::from(c[T_HI]) << 32)
+    }
+    #[inline(always)]
+    fn loc(&self, id: usize) -> u32 {
+        self.cells()[id * self.stride + LOC]
+    }
+    #[inline(always)]
+    fn set_loc(&mut self, id: usize, loc: u32) {
+        let st = self.stride;
+        self.cells_mut()[id * st + LOC] = loc;
+    }
+    #[inline(always)]
+    fn set(&mut self, id: usize, time: f64, loc: u32) {
+        let st = self.stride;
+        let c = &mut self.cells_mut()[id * st..id * st + C0];
+        let bits = time.to_bits();
+        c[T_LO] = bits as u32;
+        c[T_HI] = (bits >> 32) as u32;
+        c[LOC] = loc;
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct SiteEdge {
     /// target = subvolume + delta
@@ -77,8 +172,8 @@ pub struct Nsm {
     n_subvolumes: usize,
     n_species: usize,
     stride: usize,
-    /// (N, S + 2): [site, counts..., 1] per subvolume.
-    cells: Vec<u32>,
+    /// One record per subvolume (layout above).
+    rec: Records,
     sites: Vec<Site>,
     /// (n_sites, S): total transport rate per molecule out of the site.
     site_diff_rate: Vec<f64>,
@@ -123,12 +218,13 @@ impl Nsm {
         let mut change_delta = Vec::new();
         let mut reactive = vec![false; s];
         for rx in &problem.reactions {
-            // Row positions: species k sits at 1 + k, the constant 1 at 1 + s.
-            let one = 1 + s as u32;
+            // Record positions: species k sits at C0 + k, the constant 1 at C0 + s.
+            let c0 = C0 as u32;
+            let one = c0 + s as u32;
             let (a, b, dimer) = match rx.reactants.as_slice() {
                 [] => (one, one, false),
-                [a] => (1 + *a, one, false),
-                [a, b] => (1 + *a, 1 + *b, a == b),
+                [a] => (c0 + *a, one, false),
+                [a, b] => (c0 + *a, c0 + *b, a == b),
                 _ => return invalid("reaction of order above 2"),
             };
             for &sp in &rx.reactants {
@@ -167,8 +263,9 @@ impl Nsm {
         let mut edge_rates: Vec<f64> = Vec::new();
         let mut channels: Vec<Channel> = Vec::new();
         let mut site_diff_rate: Vec<f64> = Vec::new();
-        let stride = s + 2;
-        let mut cells = vec![0u32; n * stride];
+        let stride = stride_for(s);
+        let mut rec = Records::new(n, stride);
+        let cells = rec.cells_mut();
         let mut class_channel_range: Vec<Option<(u32, u32)>> = vec![None; n_rclasses];
         for i in 0..n {
             let inv_v = 1.0 / g.volumes[i];
@@ -226,17 +323,21 @@ impl Nsm {
                     site
                 }
             };
-            cells[i * stride] = site;
-            cells[i * stride + 1..i * stride + 1 + s]
-                .copy_from_slice(&problem.initial_counts[i * s..(i + 1) * s]);
-            cells[(i + 1) * stride - 1] = 1;
+            let row = &mut cells[i * stride..(i + 1) * stride];
+            let inf = f64::INFINITY.to_bits();
+            row[T_LO] = inf as u32;
+            row[T_HI] = (inf >> 32) as u32;
+            row[SITE] = site;
+            row[LOC] = IN_HEAP;
+            row[C0..C0 + s].copy_from_slice(&problem.initial_counts[i * s..(i + 1) * s]);
+            row[C0 + s] = 1;
         }
 
         let mut nsm = Nsm {
             n_subvolumes: n,
             n_species: s,
             stride,
-            cells,
+            rec,
             sites,
             site_diff_rate,
             edges,
@@ -246,16 +347,15 @@ impl Nsm {
             change_species,
             change_delta,
             reactive,
-            queue: CalendarQueue::build(&[]),
+            queue: CalendarQueue::build(0, &mut Records::new(0, stride)),
             rng: Stream::new(seed, replicate),
             time: 0.0,
             total_events: 0,
             diffusion_events: vec![0; s],
             reaction_events: vec![0; r],
         };
-        let mut times = vec![f64::INFINITY; n];
-        for (i, t) in times.iter_mut().enumerate() {
-            let (ad, ar) = nsm.propensities::<0>(i);
+        for i in 0..n {
+            let (ad, ar) = nsm.propensities::<0>(i * stride);
             let a = ad + ar;
             if !a.is_finite() {
                 return invalid(format!(
@@ -263,10 +363,11 @@ impl Nsm {
                 ));
             }
             if a > 0.0 {
-                *t = nsm.rng.exp1() / a;
+                let t = nsm.rng.exp1() / a;
+                nsm.rec.set(i, t, IN_HEAP);
             }
         }
-        nsm.queue = CalendarQueue::build(&times);
+        nsm.queue = CalendarQueue::build(n, &mut nsm.rec);
         Ok(nsm)
     }
 
@@ -281,38 +382,49 @@ impl Nsm {
         }
     }
 
+    /// The record stride, constant when specialised.
     #[inline(always)]
-    fn row<const K: usize>(&self, i: usize) -> &[u32] {
-        let stride = self.ns::<K>() + 2;
-        &self.cells[i * stride..(i + 1) * stride]
+    fn st<const K: usize>(&self) -> usize {
+        if K == 0 {
+            self.stride
+        } else {
+            stride_for(K)
+        }
     }
 
-    /// (diffusion, reaction) propensity of subvolume i from its counts.
+    /// The record starting at `base` (= subvolume * stride).
     #[inline(always)]
-    fn propensities<const K: usize>(&self, i: usize) -> (f64, f64) {
+    fn row<const K: usize>(&self, base: usize) -> &[u32] {
+        &self.rec.cells()[base..base + self.st::<K>()]
+    }
+
+    /// (diffusion, reaction) propensity of the subvolume whose record starts
+    /// at `base`, from its counts.
+    #[inline(always)]
+    fn propensities<const K: usize>(&self, base: usize) -> (f64, f64) {
         (
-            self.diffusion_propensity::<K>(i),
-            self.reaction_propensity::<K>(i),
+            self.diffusion_propensity::<K>(base),
+            self.reaction_propensity::<K>(base),
         )
     }
 
     #[inline(always)]
-    fn diffusion_propensity<const K: usize>(&self, i: usize) -> f64 {
+    fn diffusion_propensity<const K: usize>(&self, base: usize) -> f64 {
         let s = self.ns::<K>();
-        let row = self.row::<K>(i);
-        let site_id = row[0] as usize;
+        let row = self.row::<K>(base);
+        let site_id = row[SITE] as usize;
         let rates = &self.site_diff_rate[site_id * s..(site_id + 1) * s];
         let mut ad = 0.0;
-        for (&c, &d) in row[1..=s].iter().zip(rates) {
+        for (&c, &d) in row[C0..C0 + s].iter().zip(rates) {
             ad += c as f64 * d;
         }
         ad
     }
 
     #[inline(always)]
-    fn reaction_propensity<const K: usize>(&self, i: usize) -> f64 {
-        let row = self.row::<K>(i);
-        let site = &self.sites[row[0] as usize];
+    fn reaction_propensity<const K: usize>(&self, base: usize) -> f64 {
+        let row = self.row::<K>(base);
+        let site = &self.sites[row[SITE] as usize];
         let mut ar = 0.0;
         for ch in &self.channels[site.channel_start as usize..site.channel_end as usize] {
             ar += ch.propensity(row);
@@ -357,17 +469,22 @@ impl Nsm {
         let s = self.n_species;
         for (dst, row) in out
             .chunks_exact_mut(s)
-            .zip(self.cells.chunks_exact(self.stride))
+            .zip(self.rec.cells().chunks_exact(self.stride))
         {
-            dst.copy_from_slice(&row[1..=s]);
+            dst.copy_from_slice(&row[C0..C0 + s]);
         }
     }
 
     pub fn totals(&self) -> Vec<u64> {
         let s = self.n_species;
         let mut t = vec![0u64; s];
-        for row in self.cells.chunks_exact(self.stride) {
-            for (acc, &c) in t.iter_mut().zip(&row[1..=s]) {
+        for row in self
+            .rec
+            .cells()
+            .chunks_exact(self.stride)
+            .take(self.n_subvolumes)
+        {
+            for (acc, &c) in t.iter_mut().zip(&row[C0..C0 + s]) {
                 *acc += c as u64;
             }
         }
@@ -382,8 +499,7 @@ impl Nsm {
             + self.edges.capacity() * size_of::<SiteEdge>()
             + self.edge_rates.capacity() * size_of::<f64>()
             + self.channels.capacity() * size_of::<Channel>();
-        let per = self.cells.capacity() * size_of::<u32>()
-            + self.n_subvolumes * CalendarQueue::bytes_per_entry();
+        let per = self.rec.bytes() + self.queue.bytes();
         (shared + per) as f64 / self.n_subvolumes as f64
     }
 
@@ -415,8 +531,8 @@ impl Nsm {
     ) -> Result<Advance, CoreError> {
         let mut fired = 0u64;
         loop {
-            let (t, i) = self.queue.peek();
-            if t > t_stop {
+            let (t, i) = self.queue.peek(&mut self.rec);
+            if t > t_stop || t == f64::INFINITY {
                 self.time = t_stop;
                 return Ok(Advance::Reached);
             }
@@ -425,14 +541,15 @@ impl Nsm {
             }
             self.time = t;
             self.fire::<K>(t, i)?;
-            self.queue.note_event(t);
+            self.queue.note_event(&mut self.rec, t);
             fired += 1;
         }
     }
 
     #[inline(always)]
     fn fire<const K: usize>(&mut self, t: f64, i: usize) -> Result<(), CoreError> {
-        let (ad, ar) = self.propensities::<K>(i);
+        let base = i * self.st::<K>();
+        let (ad, ar) = self.propensities::<K>(base);
         let u = self.rng.uniform() * (ar + ad);
         if (u < ar || ad <= 0.0) && ar > 0.0 {
             self.fire_reaction::<K>(t, i, u.min(ar))
@@ -444,20 +561,20 @@ impl Nsm {
     /// Draw a fresh next time for i from its current propensity.
     #[inline(always)]
     fn reschedule<const K: usize>(&mut self, i: usize, t: f64) {
-        let (ad, ar) = self.propensities::<K>(i);
+        let (ad, ar) = self.propensities::<K>(i * self.st::<K>());
         let a = ad + ar;
         let next = if a > 0.0 {
             t + self.rng.exp1() / a
         } else {
             f64::INFINITY
         };
-        self.queue.update(i, next);
+        self.queue.update(&mut self.rec, i, next);
     }
 
     fn fire_reaction<const K: usize>(&mut self, t: f64, i: usize, u: f64) -> Result<(), CoreError> {
-        let base = i * (self.ns::<K>() + 2);
-        let row = self.row::<K>(i);
-        let site = &self.sites[row[0] as usize];
+        let base = i * self.st::<K>();
+        let row = self.row::<K>(base);
+        let site = &self.sites[row[SITE] as usize];
         let mut acc = 0.0;
         let mut chosen = usize::MAX;
         for ch in &self.channels[site.channel_start as usize..site.channel_end as usize] {
@@ -477,7 +594,7 @@ impl Nsm {
         let changes = self.change_offsets[chosen]..self.change_offsets[chosen + 1];
         for k in changes.clone() {
             let sp = self.change_species[k] as usize;
-            let new = self.cells[base + 1 + sp] as i64 + self.change_delta[k];
+            let new = row[C0 + sp] as i64 + self.change_delta[k];
             if new > u32::MAX as i64 || new < 0 {
                 return Err(CoreError::CountOverflow {
                     species: sp,
@@ -485,8 +602,9 @@ impl Nsm {
                 });
             }
         }
+        let cells = self.rec.cells_mut();
         for k in changes {
-            let cell = &mut self.cells[base + 1 + self.change_species[k] as usize];
+            let cell = &mut cells[base + C0 + self.change_species[k] as usize];
             *cell = (*cell as i64 + self.change_delta[k]) as u32;
         }
         self.reaction_events[chosen] += 1;
@@ -504,11 +622,11 @@ impl Nsm {
         u: f64,
     ) -> Result<(), CoreError> {
         let s = self.ns::<K>();
-        let stride = s + 2;
-        let base = i * stride;
-        let row = self.row::<K>(i);
-        let site_id = row[0] as usize;
-        let counts = &row[1..=s];
+        let st = self.st::<K>();
+        let base = i * st;
+        let row = self.row::<K>(base);
+        let site_id = row[SITE] as usize;
+        let counts = &row[C0..C0 + s];
         let rates = &self.site_diff_rate[site_id * s..(site_id + 1) * s];
         let mut acc = 0.0;
         let mut species = usize::MAX;
@@ -548,17 +666,21 @@ impl Nsm {
             }
         }
         let j = (i as i64 + delta) as usize;
-        let jbase = j * stride;
-        if self.cells[jbase + 1 + species] == u32::MAX {
+        let jbase = j * st;
+        let rowj = self.row::<K>(jbase);
+        if rowj[C0 + species] == u32::MAX {
             return Err(CoreError::CountOverflow {
                 species,
                 subvolume: j,
             });
         }
-        let (adj, arj) = self.propensities::<K>(j);
+        let t_j = self.rec.time(j);
+        let sj = rowj[SITE] as usize;
+        let (adj, arj) = self.propensities::<K>(jbase);
         let a_j_old = adj + arj;
-        self.cells[base + 1 + species] -= 1;
-        self.cells[jbase + 1 + species] += 1;
+        let cells = self.rec.cells_mut();
+        cells[base + C0 + species] -= 1;
+        cells[jbase + C0 + species] += 1;
         self.diffusion_events[species] += 1;
         self.total_events += 1;
 
@@ -567,9 +689,9 @@ impl Nsm {
         let reactive = self.reactive[species];
         // Recomputed, not decremented, so that an emptied subvolume gets
         // exactly zero.
-        let ad_i = self.diffusion_propensity::<K>(i);
+        let ad_i = self.diffusion_propensity::<K>(base);
         let ar_i = if reactive {
-            self.reaction_propensity::<K>(i)
+            self.reaction_propensity::<K>(base)
         } else {
             ar
         };
@@ -579,28 +701,22 @@ impl Nsm {
         } else {
             f64::INFINITY
         };
-        self.queue.update(i, next_i);
-        let sj = self.cells[jbase] as usize;
+        self.queue.update(&mut self.rec, i, next_i);
         let ad_j = adj + self.site_diff_rate[sj * s + species];
         let ar_j = if reactive {
-            self.reaction_propensity::<K>(j)
+            self.reaction_propensity::<K>(jbase)
         } else {
             arj
         };
         let a_j_new = ad_j + ar_j;
         let next_j = if a_j_new <= 0.0 {
             f64::INFINITY
-        } else if a_j_old > 0.0 {
-            let t_j = self.queue.time_of(j);
-            if t_j.is_finite() {
-                t + (t_j - t) * (a_j_old / a_j_new)
-            } else {
-                t + self.rng.exp1() / a_j_new
-            }
+        } else if a_j_old > 0.0 && t_j.is_finite() {
+            t + (t_j - t) * (a_j_old / a_j_new)
         } else {
             t + self.rng.exp1() / a_j_new
         };
-        self.queue.update(j, next_j);
+        self.queue.update(&mut self.rec, j, next_j);
         Ok(())
     }
 }
