@@ -34,8 +34,9 @@ import math
 
 import numpy as np
 import pytest
-import redoxfield as rf
 from scipy import stats
+
+import redoxfield as rf
 
 from ._stats import P_MIN, chi_square_pvalue, poisson_pmf_with_tail
 from .conftest import needs_core
@@ -48,9 +49,7 @@ MOLECULES_PER_UM_UM3 = 6.02214076e23 * 1e-21
 
 def _standard_errors(lam: float, n: int, rho: float) -> tuple[float, float]:
     se_mean = math.sqrt(lam / n * (1 + rho) / (1 - rho))
-    se_var = math.sqrt(
-        (lam * (1 + rho) / (1 - rho) + 2 * lam**2 * (1 + rho**2) / (1 - rho**2)) / n
-    )
+    se_var = math.sqrt((lam * (1 + rho) / (1 - rho) + 2 * lam**2 * (1 + rho**2) / (1 - rho**2)) / n)
     return se_mean, se_var
 
 
@@ -73,6 +72,7 @@ def _check_mean_and_variance(totals: np.ndarray, lam: float, rho: float) -> dict
     var = float(totals.var(ddof=1))
     se_mean, se_var = _standard_errors(lam, n, rho)
     report = dict(lam=lam, n=n, mean=mean, se_mean=se_mean, var=var, se_var=se_var)
+    print("birth-death", report)
     assert abs(mean - lam) < 3 * se_mean, report
     assert abs(var - lam) < 3 * se_var, report
     return report
@@ -108,12 +108,14 @@ def test_whole_lattice_source_poisson_total_and_voxels():
     mu = lam / space.n_subvolumes
     kmax = 6
     chi2, p, dof = chi_square_pvalue(np.minimum(sub.ravel(), kmax), poisson_pmf_with_tail(mu, kmax))
+    print("birth-death voxel Poisson", dict(chi2=chi2, dof=dof, p=p))
     assert p > P_MIN, (chi2, dof, p)
     # Uniformity of the source over voxels: the per-voxel sums over the sub-samples
     # are independent Poisson(n_sub mu), so given their total they are multinomial
     # with equal cells.
     per_voxel = sub.sum(axis=0)
     chi2u, pu = stats.chisquare(per_voxel)
+    print("birth-death voxel uniformity", dict(chi2=chi2u, dof=per_voxel.size - 1, p=pu))
     assert pu > P_MIN, (chi2u, pu)
 
 

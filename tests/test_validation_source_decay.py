@@ -48,8 +48,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import redoxfield as rf
 from scipy.linalg import expm
+
+import redoxfield as rf
 
 from .conftest import needs_core
 
@@ -84,9 +85,8 @@ def analytic_antiderivative(x):
         return c0 * (u - np.sinh((L - A_SRC) / LAM) * LAM * np.sinh(u / LAM) / s)
 
     def right(u):  # integral from a to u of the outer branch
-        return (
-            c0 * np.sinh(A_SRC / LAM) / s * LAM * (np.sinh((L - A_SRC) / LAM) - np.sinh((L - u) / LAM))
-        )
+        amp = c0 * np.sinh(A_SRC / LAM) / s
+        return amp * LAM * (np.sinh((L - A_SRC) / LAM) - np.sinh((L - u) / LAM))
 
     return np.where(x <= A_SRC, left(np.minimum(x, A_SRC)), left(A_SRC) + right(x))
 
