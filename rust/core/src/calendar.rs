@@ -33,6 +33,9 @@ pub trait Store {
     fn time(&self, id: usize) -> f64;
     /// Slot index in the calendar, or `IN_HEAP`.
     fn loc(&self, id: usize) -> u32;
+    /// A caller's tag for id, kept beside its time in the calendar and
+    /// handed back by `hint` (the NSM stores the site, to prefetch).
+    fn tag(&self, id: usize) -> u32;
     fn set_loc(&mut self, id: usize, loc: u32);
     fn set(&mut self, id: usize, time: f64, loc: u32);
 }
@@ -45,9 +48,10 @@ pub const IN_HEAP: u32 = u32::MAX;
 struct Slot {
     time: f64,
     id: u32,
+    tag: u32,
 }
 
-const CAPACITY: usize = 4;
+const CAPACITY: usize = 8;
 const TARGET_PER_BUCKET: f64 = 1.0;
 const TUNE_EVERY: u64 = 1 << 16;
 /// Largest bucket index used, far below 2^63 and exactly representable.
@@ -71,6 +75,8 @@ pub struct CalendarQueue {
     n_ids: usize,
     pops: u64,
     tune_time: f64,
+    /// (id, tag) of a likely next event after the one `peek` returned.
+    hint: (u32, u32),
 }
 
 /// Heap key ordered by (time, id); times are never NaN.
@@ -131,6 +137,7 @@ impl CalendarQueue {
             n_ids: n,
             pops: 0,
             tune_time: 0.0,
+            hint: (u32::MAX, 0),
         };
         // Initial width: spread the earliest n_buckets finite times over the
         // calendar; retuned from the event rate after TUNE_EVERY events.
@@ -257,6 +264,7 @@ impl CalendarQueue {
         self.buckets[b].0[f] = Slot {
             time,
             id: id as u32,
+            tag: store.tag(id),
         };
         self.fill[b] = f as u8 + 1;
         store.set(id, time, (b * CAPACITY + f) as u32);
@@ -272,11 +280,22 @@ impl CalendarQueue {
             if f > 0 {
                 let bucket = &self.buckets[b].0[..f];
                 let mut best = (bucket[0].time, bucket[0].id);
-                for s in &bucket[1..] {
+                let mut next = 0;
+                for (k, s) in bucket.iter().enumerate().skip(1) {
                     if before((s.time, s.id), best) {
                         best = (s.time, s.id);
+                        next = k;
                     }
                 }
+                // Hint: another entry of this bucket (the runner-up when there
+                // are two), else the first entry of the next bucket.
+                let h = if f > 1 {
+                    &bucket[if next == 0 { 1 } else { 0 }]
+                } else {
+                    let b1 = ((self.cur + 1) & self.mask) as usize;
+                    &self.buckets[b1].0[0]
+                };
+                self.hint = (h.id, h.tag);
                 if best.0 < self.heap_bound() {
                     return (best.0, best.1 as usize);
                 }
@@ -298,11 +317,21 @@ impl CalendarQueue {
                 }
             }
             self.cur = next;
-            // Heap entries that now fall inside the horizon move in.
-            if self.heap_bound() * self.inv_width < (next + self.mask) as f64 + 1.0 {
+            // Heap entries in the bucket that just entered the horizon move
+            // in. (An overflowed entry on top, whose bucket is full, would
+            // block this; it stays in the heap, where `peek` still sees it.)
+            let k = self.heap_bound() * self.inv_width;
+            if k < (next + self.mask) as f64 + 1.0 && k >= (next + self.mask) as f64 {
                 self.migrate(store);
             }
         }
+    }
+
+    /// (id, tag) of a subvolume likely to fire soon after the one `peek` last
+    /// returned (possibly stale or wrong: only for prefetching).
+    #[inline(always)]
+    pub fn hint(&self) -> (u32, u32) {
+        self.hint
     }
 
     /// Set the next time of `id` (>= the current time; +inf for never).
@@ -411,6 +440,9 @@ impl Store for VecStore {
     }
     fn loc(&self, id: usize) -> u32 {
         self.loc[id]
+    }
+    fn tag(&self, _id: usize) -> u32 {
+        0
     }
     fn set_loc(&mut self, id: usize, loc: u32) {
         self.loc[id] = loc;

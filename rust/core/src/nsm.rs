@@ -146,6 +146,10 @@ impl Store for Records {
         self.cells()[id * self.stride + LOC]
     }
     #[inline(always)]
+    fn tag(&self, id: usize) -> u32 {
+        self.cells()[id * self.stride + SITE]
+    }
+    #[inline(always)]
     fn set_loc(&mut self, id: usize, loc: u32) {
         let st = self.stride;
         self.cells_mut()[id * st + LOC] = loc;
@@ -540,9 +544,31 @@ impl Nsm {
                 return Ok(Advance::Paused);
             }
             self.time = t;
+            self.prefetch_hint::<K>();
             self.fire::<K>(t, i)?;
             self.queue.note_event(&mut self.rec, t);
             fired += 1;
+        }
+    }
+
+    /// Start loading the record of the subvolume likely to fire next, and the
+    /// records of its neighbours (one of which it will touch), so that those
+    /// cache misses overlap with this event instead of stalling the next one.
+    #[inline(always)]
+    fn prefetch_hint<const K: usize>(&self) {
+        let (h, site) = self.queue.hint();
+        let Some(site) = self.sites.get(site as usize) else {
+            return;
+        };
+        let h = h as usize;
+        if h >= self.n_subvolumes {
+            return;
+        }
+        let st = self.st::<K>();
+        let cells = self.rec.cells().as_ptr();
+        prefetch(cells.wrapping_add(h * st));
+        for e in &self.edges[site.edge_start as usize..site.edge_end as usize] {
+            prefetch(cells.wrapping_add((h as i64 + e.delta) as usize * st));
         }
     }
 
@@ -719,4 +745,17 @@ impl Nsm {
         self.queue.update(&mut self.rec, j, next_j);
         Ok(())
     }
+}
+
+/// Hint the CPU to bring the cache line at p into L1 (no-op elsewhere).
+#[inline(always)]
+fn prefetch(p: *const u32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch never faults and has no architectural effect, whatever
+    // the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
