@@ -184,6 +184,10 @@ pub struct Nsm {
     edges: Vec<SiteEdge>,
     /// (n_site_edges, S): transport rate per molecule along each site edge.
     edge_rates: Vec<f64>,
+    /// (n_sites, S): 1 / w when every edge of the site carries species s at
+    /// the same rate w > 0 (a lattice), so the edge is picked by one
+    /// multiplication; 0 otherwise (picked by a cumulative scan).
+    uniform_edge_inv: Vec<f64>,
     channels: Vec<Channel>,
     change_offsets: Vec<usize>,
     change_species: Vec<u32>,
@@ -267,6 +271,7 @@ impl Nsm {
         let mut edge_rates: Vec<f64> = Vec::new();
         let mut channels: Vec<Channel> = Vec::new();
         let mut site_diff_rate: Vec<f64> = Vec::new();
+        let mut uniform_edge_inv: Vec<f64> = Vec::new();
         let stride = stride_for(s);
         let mut rec = Records::new(n, stride);
         let cells = rec.cells_mut();
@@ -309,6 +314,13 @@ impl Nsm {
                         }
                     }
                     site_diff_rate.extend_from_slice(&rates);
+                    let site_rates = &edge_rates[edge_start as usize * s..];
+                    for sp in 0..s {
+                        let mut w_all = site_rates.iter().skip(sp).step_by(s);
+                        let w0 = w_all.next().copied().unwrap_or(0.0);
+                        let uniform = w0 > 0.0 && w_all.all(|&w| w == w0);
+                        uniform_edge_inv.push(if uniform { 1.0 / w0 } else { 0.0 });
+                    }
                     let (cs, ce) = *class_channel_range[rc as usize].get_or_insert_with(|| {
                         let start = channels.len() as u32;
                         channels.extend_from_slice(&class_channels[rc as usize]);
@@ -346,6 +358,7 @@ impl Nsm {
             site_diff_rate,
             edges,
             edge_rates,
+            uniform_edge_inv,
             channels,
             change_offsets,
             change_species,
@@ -502,6 +515,7 @@ impl Nsm {
             + self.site_diff_rate.capacity() * size_of::<f64>()
             + self.edges.capacity() * size_of::<SiteEdge>()
             + self.edge_rates.capacity() * size_of::<f64>()
+            + self.uniform_edge_inv.capacity() * size_of::<f64>()
             + self.channels.capacity() * size_of::<Channel>();
         let per = self.rec.bytes() + self.queue.bytes();
         (shared + per) as f64 / self.n_subvolumes as f64
@@ -675,22 +689,30 @@ impl Nsm {
         // rem is uniform on [0, n_s d_s): reuse it to choose the edge.
         let x = rem / counts[species] as f64;
         let site = &self.sites[site_id];
-        let mut acc = 0.0;
-        let mut delta = 0i64;
         let edges = site.edge_start as usize..site.edge_end as usize;
-        for (edge, rates) in self.edges[edges.clone()]
-            .iter()
-            .zip(self.edge_rates[edges.start * s..edges.end * s].chunks_exact(s))
-        {
-            let w = rates[species];
-            if w > 0.0 {
-                acc += w;
-                delta = edge.delta;
-                if x < acc {
-                    break;
+        let inv_w = self.uniform_edge_inv[site_id * s + species];
+        let delta = if inv_w > 0.0 {
+            // x is uniform on [0, n_edges * w): edge floor(x / w).
+            let k = ((x * inv_w) as usize).min(edges.len() - 1);
+            self.edges[edges.start + k].delta
+        } else {
+            let mut acc = 0.0;
+            let mut delta = 0i64;
+            for (edge, rates) in self.edges[edges.clone()]
+                .iter()
+                .zip(self.edge_rates[edges.start * s..edges.end * s].chunks_exact(s))
+            {
+                let w = rates[species];
+                if w > 0.0 {
+                    acc += w;
+                    delta = edge.delta;
+                    if x < acc {
+                        break;
+                    }
                 }
             }
-        }
+            delta
+        };
         let j = (i as i64 + delta) as usize;
         let jbase = j * st;
         let rowj = self.row::<K>(jbase);
