@@ -1,4 +1,4 @@
-"""Command line: ``redoxfield run|info|scenarios`` (see ``redoxfield --help``).
+"""Command line: ``redoxfield run|info|scenarios|view`` (see ``redoxfield --help``).
 
 Errors print one line (``redoxfield: error: ...``) and exit with status 2; set
 ``REDOXFIELD_DEBUG=1`` to get the traceback instead. Ctrl-C during a run leaves
@@ -43,6 +43,32 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("file", help="HDF5 result file")
 
     sub.add_parser("scenarios", help="list the built-in scenarios")
+
+    v = sub.add_parser(
+        "view",
+        help="render a result file (PyVista, offscreen): PNG and/or MP4/GIF",
+        description="Render a field of a result file offscreen. Concentrations in uM; "
+        "the colour bar spans the data's range unless --clim is given.",
+    )
+    v.add_argument("file", help="HDF5 result file")
+    v.add_argument("--species", "-s", help="species (default: the first mobile species)")
+    v.add_argument(
+        "--t",
+        metavar="T",
+        help="time in s (nearest sample; default the last), 'mean', or T0:T1 (time average)",
+    )
+    v.add_argument(
+        "--kind",
+        choices=("slice", "isosurface", "volume", "membrane"),
+        default="slice",
+        help="picture kind (default: slice)",
+    )
+    v.add_argument("--log", action="store_true", help="logarithmic colour scale")
+    v.add_argument("--smooth", type=float, metavar="SIGMA", help="Gaussian smoothing, um")
+    v.add_argument("--clim", type=float, nargs=2, metavar=("LO", "HI"), help="colour range, uM")
+    v.add_argument("--out", "-o", metavar="PNG", help="picture (default: FILE.<kind>.png)")
+    v.add_argument("--movie", metavar="MP4|GIF", help="also write a movie over the samples")
+    v.add_argument("--fps", type=float, default=4.0, help="movie frames per second (default 4)")
     return p
 
 
@@ -108,10 +134,44 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_spec(text: str | None) -> float | str | tuple[float, float] | None:
+    if text is None or text == "mean":
+        return text
+    if ":" in text:
+        a, b = text.split(":", 1)
+        return (float(a), float(b))
+    return float(text)
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from .result import Result
+    from .viz.render import animate, render
+
+    src = Path(args.file)
+    t = _time_spec(args.t)
+    opts = {"log": args.log, "smooth": args.smooth, "clim": tuple(args.clim) if args.clim else None}
+    with Result.load(src) as res:
+        out = Path(args.out) if args.out else src.with_suffix(f".{args.kind}.png")
+        r = render(res, args.species, t, args.kind, path=out, **opts)
+        print(
+            f"wrote {out}: {r.field.description}, {args.kind}, colour range "
+            f"{r.clim[0]:.4g} to {r.clim[1]:.4g} {r.field.unit}"
+        )
+        if args.movie:
+            animate(res, args.species, args.movie, args.kind, fps=args.fps, **opts)
+            print(f"wrote {args.movie}: {res.n_samples} frames")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``redoxfield`` command; returns the exit status."""
     args = _parser().parse_args(argv)
-    handler = {"run": _cmd_run, "info": _cmd_info, "scenarios": _cmd_scenarios}[args.command]
+    handler = {
+        "run": _cmd_run,
+        "info": _cmd_info,
+        "scenarios": _cmd_scenarios,
+        "view": _cmd_view,
+    }[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .result import Result
+from ..result import Result
 
 __all__ = ["default_picture_species", "plot_summary"]
 

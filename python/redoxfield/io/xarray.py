@@ -1,0 +1,63 @@
+"""``Result.to_xarray()``: the samples as an ``xarray.Dataset``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import units
+
+if TYPE_CHECKING:
+    from ..result import Result
+
+__all__ = ["to_xarray"]
+
+
+def to_xarray(result: Result, species: list[str] | None = None) -> Any:
+    """See :meth:`redoxfield.Result.to_xarray`."""
+    import xarray as xr
+
+    names = result.species if species is None else list(species)
+    for s in names:
+        result._species_check(s)
+    t, n = result.n_samples, result.n_subvolumes
+    counts = np.empty((t, n, len(names)), dtype=np.uint32)
+    for j, s in enumerate(names):
+        counts[:, :, j] = result.file["samples/counts"][s][()]
+    vol = result.volumes
+    conc = units.molecules_to_concentration(counts, vol[None, :, None])
+    c = result.centers
+    g = result.file["geometry"]
+    cnames = [str(v) for v in g["compartment_names"].asstr()[()]]
+    coords: dict[str, Any] = {
+        "time": ("time", result.times, {"units": "s"}),
+        "species": ("species", np.array(names, dtype=object)),
+        "subvolume": ("subvolume", np.arange(n)),
+        "x": ("subvolume", c[:, 0], {"units": "um"}),
+        "y": ("subvolume", c[:, 1], {"units": "um"}),
+        "z": ("subvolume", c[:, 2], {"units": "um"}),
+        "volume": ("subvolume", vol, {"units": "um^3"}),
+        "compartment": (
+            "subvolume",
+            np.array(cnames, dtype=object)[g["compartments"][()]],
+        ),
+    }
+    for rname, mask in result.regions.items():
+        coords[f"region_{rname}"] = ("subvolume", mask)
+    dims = ("time", "subvolume", "species")
+    ds = xr.Dataset(
+        {
+            "counts": (dims, counts, {"units": "molecules per subvolume"}),
+            "concentration": (dims, conc, {"units": "uM"}),
+        },
+        coords=coords,
+        attrs={
+            "source": str(result.path) if result.path is not None else "in memory",
+            "seed": result.seed,
+            "solver": result.solver,
+            "redoxfield_version": result.version,
+            "geometry_kind": str(result.geometry.get("kind")),
+        },
+    )
+    return ds
