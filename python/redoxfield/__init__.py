@@ -7,6 +7,7 @@ skeletal muscle. A Rust core (``redoxfield._core``) driven from Python.
 See docs/python-api.md.
 """
 
+from . import fiber
 from ._version import __version__
 from .errors import GeometryError, ModelError, RedoxfieldError, ScenarioError, SimulationError
 from .geometry import Box, Lattice, SubvolumeGraph, Where
@@ -29,6 +30,7 @@ __all__ = [
     "SubvolumeGraph",
     "Where",
     "__version__",
+    "fiber",
     "builtin_scenarios",
     "load_scenario",
 ]

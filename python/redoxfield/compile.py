@@ -7,14 +7,22 @@ Transport classes (rows of ``transport_coefficients``, one column per species):
 - class ``c`` for ``c < n_compartments``: diffusion inside compartment ``c``,
   coefficient ``D_s`` (µm²/s); edges with ``edge_membrane == -1`` whose source
   lies in compartment ``c`` get class ``c``;
+  ``D_s`` is the species' value in that compartment (``Species.diffusion_in``:
+  0 where it does not live, and always 0 for membrane-bound species);
 - class ``n_compartments + m``: crossing membrane ``m``, coefficient the
-  permeability ``P_s,m`` (µm/s). The model has no permeabilities yet, so these
-  rows are 0 (impermeable, as STEPS does by default).
+  permeability ``P_s,m`` (µm/s) from ``Model.permeability``; unset = 0
+  (impermeable, as STEPS does by default).
+
+Reaction scope: the intersection of its ``region``, ``compartment`` and
+``membrane`` (subvolumes where that membrane has area), of the compartments
+where each of its species lives, and, for each membrane-bound species it
+involves, of the subvolumes its membranes pass through.
 
 Rate classes (rows of ``rate_constants``, one column per reaction): subvolumes
-that share the same volume, compartment and membership of every region used by
-a reaction share one row. The mesoscopic constants come from
-:mod:`redoxfield.units`; a reaction is 0 outside its scope.
+that share the same volume, compartment, membership of every region used by a
+reaction, presence of every membrane used, and area of every membrane that
+carries an order-0 surface source share one row. The mesoscopic constants come
+from :mod:`redoxfield.units`; a reaction is 0 outside its scope.
 """
 
 from __future__ import annotations
@@ -108,8 +116,46 @@ class CoreProblem:
         return self.rate_constants[self.rate_class]
 
 
-def _scope_mask(rx, graph: SubvolumeGraph) -> NDArray[np.bool_]:
+def _membrane_index(graph: SubvolumeGraph, name: str, what: str) -> int:
+    if name not in graph.membrane_names:
+        known = ", ".join(graph.membrane_names) or "none"
+        raise ModelError(
+            f"{what} refers to unknown membrane {name!r} (the geometry defines: {known})"
+        )
+    return graph.membrane_names.index(name)
+
+
+def _species_mask(model: Model, name: str, graph: SubvolumeGraph) -> NDArray[np.bool_] | None:
+    """Subvolumes where species ``name`` may exist (None: everywhere)."""
+    sp = model.get_species(name)
+    assert graph.membrane_areas is not None
+    if sp.membranes:
+        cols = [_membrane_index(graph, m, f"membrane-bound species {name!r}") for m in sp.membranes]
+        return np.any(graph.membrane_areas[:, cols] > 0, axis=1)
+    if sp.compartments is not None:
+        for c in sp.compartments:
+            if c not in graph.compartment_names:
+                known = ", ".join(graph.compartment_names)
+                raise ModelError(
+                    f"species {name!r} lives in unknown compartment {c!r} "
+                    f"(the geometry defines: {known})"
+                )
+        ids = [graph.compartment_names.index(c) for c in sp.compartments]
+        return np.isin(graph.compartments, ids)
+    return None
+
+
+def _scope_mask(rx, graph: SubvolumeGraph, model: Model | None = None) -> NDArray[np.bool_]:
     mask = np.ones(graph.n_subvolumes, dtype=bool)
+    if rx.membrane is not None:
+        assert graph.membrane_areas is not None
+        m = _membrane_index(graph, rx.membrane, f"reaction {rx.name!r}")
+        mask &= graph.membrane_areas[:, m] > 0
+    if model is not None:
+        for sp in dict.fromkeys((*rx.reactants, *rx.products)):
+            sm = _species_mask(model, sp, graph)
+            if sm is not None:
+                mask &= sm
     if rx.region is not None:
         if rx.region not in graph.regions:
             known = ", ".join(graph.regions) or "none"
@@ -128,8 +174,9 @@ def _scope_mask(rx, graph: SubvolumeGraph) -> NDArray[np.bool_]:
         mask &= graph.compartments == graph.compartment_names.index(rx.compartment)
     if not mask.any():
         raise ModelError(
-            f"reaction {rx.name!r} happens nowhere: region {rx.region!r} and compartment "
-            f"{rx.compartment!r} share no subvolume"
+            f"reaction {rx.name!r} happens nowhere: region {rx.region!r}, compartment "
+            f"{rx.compartment!r}, membrane {rx.membrane!r} and the places where its species "
+            "live share no subvolume"
         )
     return mask
 
@@ -137,28 +184,59 @@ def _scope_mask(rx, graph: SubvolumeGraph) -> NDArray[np.bool_]:
 def compile_problem(model: Model, graph: SubvolumeGraph) -> CoreProblem:
     """Compile ``model`` on ``graph`` (see the module docstring for the classes)."""
     net = compile_network(model)
+    for name in net.species:  # unknown compartments / membranes of a species
+        _species_mask(model, name, graph)
     n = graph.n_subvolumes
     n_comp = len(graph.compartment_names)
     n_mem = len(graph.membrane_names)
 
     # Transport classes.
     coeffs = np.zeros((n_comp + n_mem, len(net.species)), dtype=np.float64)
-    coeffs[:n_comp] = net.diffusion[None, :]
+    for c, cname in enumerate(graph.compartment_names):
+        coeffs[c] = [sp.diffusion_in(cname) for sp in model.species_list]
+    src = graph.edge_sources
+    for (sp, mem), p in model.permeabilities.items():
+        m = _membrane_index(graph, mem, f"the permeability of {sp!r}")
+        if p > 0:
+            on_m = graph.edge_membrane == m
+            if not on_m.any():
+                raise ModelError(
+                    f"permeability of {sp!r} through membrane {mem!r}: that membrane has no "
+                    "faces between compartments (a sub-voxel membrane_area carries no transport)"
+                )
+            sides = np.unique(graph.compartments[src[on_m]])
+            spec = model.get_species(sp)
+            for c in sides:
+                cname = graph.compartment_names[int(c)]
+                if not spec.lives_in(cname):
+                    raise ModelError(
+                        f"permeability of {sp!r} through membrane {mem!r}: {sp!r} does not "
+                        f"live in compartment {cname!r} on one side of it"
+                    )
+        coeffs[n_comp + m, net.species.index(sp)] = p
     class_names = tuple(f"diffusion:{c}" for c in graph.compartment_names) + tuple(
         f"membrane:{m}" for m in graph.membrane_names
     )
-    src = graph.edge_sources
     edge_class = np.where(
         graph.edge_membrane < 0, graph.compartments[src], n_comp + graph.edge_membrane
     ).astype(np.int64)
 
     # Rate classes: key = (volume id, compartment, membership of each used region).
     rxs = model.reactions
-    masks = [_scope_mask(rx, graph) for rx in rxs]
+    masks = [_scope_mask(rx, graph, model) for rx in rxs]
     used_regions = sorted({rx.region for rx in rxs if rx.region is not None})
+    assert graph.membrane_areas is not None
+    surface_src = sorted(
+        {_membrane_index(graph, rx.membrane, rx.name) for rx in rxs if rx.membrane and not rx.order}
+    )
     _, vol_id = np.unique(graph.volumes, return_inverse=True)
     key_cols = [vol_id.reshape(-1).astype(np.int64), graph.compartments.astype(np.int64)]
     key_cols += [graph.regions[r].astype(np.int64) for r in used_regions]
+    # Presence of every membrane, and the area of those carrying surface sources.
+    key_cols += [(graph.membrane_areas[:, m] > 0).astype(np.int64) for m in range(n_mem)]
+    for m in surface_src:
+        _, a_id = np.unique(graph.membrane_areas[:, m], return_inverse=True)
+        key_cols.append(a_id.reshape(-1).astype(np.int64))
     keys = np.stack(key_cols, axis=1)
     _, first, rate_class = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     rate_class = rate_class.reshape(-1).astype(np.int64)
@@ -166,7 +244,15 @@ def compile_problem(model: Model, graph: SubvolumeGraph) -> CoreProblem:
     constants = np.zeros((first.shape[0], len(rxs)), dtype=np.float64)
     for r, (rx, mask) in enumerate(zip(rxs, masks, strict=True)):
         inside = mask[first]
-        if rx.flux is not None:
+        if rx.membrane is not None and rx.order == 0:
+            m = graph.membrane_names.index(rx.membrane)
+            rep_area = graph.membrane_areas[first, m]
+            if rx.flux is not None:
+                total_area = float(graph.membrane_areas[mask, m].sum())
+                c = float(rx.flux) * rep_area / total_area
+            else:
+                c = units.surface_order0_constant(rx.k, rep_area)
+        elif rx.flux is not None:
             total_volume = float(graph.volumes[mask].sum())
             c = units.order0_flux_constant(rx.flux, rep_vol, total_volume)
         else:

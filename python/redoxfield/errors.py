@@ -10,6 +10,7 @@ simulation come from the compiled core as ``redoxfield._core.CoreError``.
 from __future__ import annotations
 
 __all__ = [
+    "EnsembleError",
     "GeometryError",
     "ModelError",
     "RedoxfieldError",
@@ -36,3 +37,8 @@ class SimulationError(RedoxfieldError, ValueError):
 
 class ScenarioError(RedoxfieldError, ValueError):
     """Bad scenario file (TOML): the message names the key and its location."""
+
+
+class EnsembleError(RedoxfieldError, ValueError):
+    """Bad ensemble or sweep (unknown parameter, empty value list), an unreachable
+    Dask scheduler, failed or missing trajectories of an ensemble."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ _TERM_RE = re.compile(r"^(?:(\d+)\s*)?([A-Za-z][A-Za-z0-9_]*)$")
 
 #: Units of the macroscopic rate constant, by reaction order.
 K_UNITS = {0: "uM/s", 1: "1/s", 2: "1/(M*s)"}
+#: Unit of ``k`` of an order-0 reaction scoped to a membrane (a surface source).
+SURFACE_K0_UNIT = "molecules/(um^2*s)"
 
 
 def _check_name(kind: str, name: object) -> str:
@@ -56,6 +59,28 @@ def _check_rate(value: object, what: str) -> float:
     if not math.isfinite(v) or v < 0:
         raise ModelError(f"{what} = {v!r} must be finite and non-negative")
     return v
+
+
+def _check_str(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ModelError(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _name_tuple(value: object, what: str) -> tuple[str, ...] | None:
+    """None, a name, or a sequence of names -> tuple of unique names (or None)."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    try:
+        out = tuple(_check_str(v, what) for v in items)  # type: ignore[union-attr]
+    except TypeError:
+        raise ModelError(f"{what} must be a name or a list of names, got {value!r}") from None
+    if not out:
+        raise ModelError(f"{what} is empty")
+    if len(set(out)) != len(out):
+        raise ModelError(f"{what} lists a name twice: {list(out)}")
+    return out
 
 
 def _parse_side(side: str, text: str) -> list[str]:
@@ -123,10 +148,35 @@ def format_equation(reactants: tuple[str, ...], products: tuple[str, ...]) -> st
 
 @dataclass(frozen=True)
 class Species:
-    """A chemical species. ``D`` in µm²/s (0 = immobile)."""
+    """A chemical species.
+
+    ``D``: diffusion coefficient in µm²/s (0 = immobile), used in every compartment
+    the species lives in unless ``D_in`` names a compartment-specific value.
+    ``compartments``: the compartments it lives in (``None``: all of them).
+    ``membranes``: for a membrane-bound (immobile) species, the membrane types it
+    sits in; it then lives only in the subvolumes those membranes pass through.
+    """
 
     name: str
     D: float = 0.0
+    compartments: tuple[str, ...] | None = None
+    D_in: tuple[tuple[str, float], ...] = ()
+    membranes: tuple[str, ...] = ()
+
+    @property
+    def membrane_bound(self) -> bool:
+        return bool(self.membranes)
+
+    def diffusion_in(self, compartment: str) -> float:
+        """D (µm²/s) in ``compartment``; 0 where the species does not live."""
+        if self.membranes:
+            return 0.0
+        if self.compartments is not None and compartment not in self.compartments:
+            return 0.0
+        return dict(self.D_in).get(compartment, self.D)
+
+    def lives_in(self, compartment: str) -> bool:
+        return self.compartments is None or compartment in self.compartments
 
 
 @dataclass(frozen=True)
@@ -148,6 +198,7 @@ class Reaction:
     flux: float | None = None
     region: str | None = None
     compartment: str | None = None
+    membrane: str | None = None
 
     @property
     def order(self) -> int:
@@ -155,12 +206,27 @@ class Reaction:
 
     @property
     def k_unit(self) -> str:
-        return "molecules/s" if self.flux is not None else K_UNITS[self.order]
+        if self.flux is not None:
+            return "molecules/s"
+        if self.order == 0 and self.membrane is not None:
+            return SURFACE_K0_UNIT
+        return K_UNITS[self.order]
 
     @property
     def homodimer(self) -> bool:
         """True for ``A + A`` (pair propensity ``c n(n-1)/2``)."""
         return self.order == 2 and self.reactants[0] == self.reactants[1]
+
+
+def _species_dict(s: Species) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": s.name, "D": s.D}
+    if s.compartments is not None:
+        out["compartments"] = list(s.compartments)
+    if s.D_in:
+        out["D_in"] = dict(s.D_in)
+    if s.membranes:
+        out["membranes"] = list(s.membranes)
+    return out
 
 
 @dataclass
@@ -170,17 +236,88 @@ class Model:
 
     _species: dict[str, Species] = field(default_factory=dict, repr=False)
     _reactions: list[Reaction] = field(default_factory=list, repr=False)
+    _permeabilities: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
 
     # -- building -------------------------------------------------------------
-    def species(self, name: str, D: float = 0.0) -> Species:
-        """Declare a species with diffusion coefficient ``D`` (µm²/s, default 0)."""
+    def species(
+        self,
+        name: str,
+        D: float | Mapping[str, float] = 0.0,
+        *,
+        compartments: str | Sequence[str] | None = None,
+        membrane: str | Sequence[str] | None = None,
+    ) -> Species:
+        """Declare a species.
+
+        ``D``: diffusion coefficient in µm²/s (default 0 = immobile), or a mapping
+        ``{compartment: D}`` for compartment-specific values (the species then lives
+        in those compartments unless ``compartments`` says otherwise; a compartment
+        in ``compartments`` but not in the mapping gets D = 0).
+        ``compartments``: name or names of the compartments it lives in (default:
+        all). Reactions that involve it happen only there, and initial
+        concentrations are set only there.
+        ``membrane``: name or names of membrane types for a membrane-bound species
+        (immobile; D must be 0): it lives only in the subvolumes those membranes
+        pass through, is set with ``Simulation.set_surface_density``, and every
+        reaction that involves it happens only where its membranes are.
+        """
         _check_name("species", name)
         if name in self._species:
             raise ModelError(f"species {name!r} is declared twice")
-        d = _check_rate(D, f"diffusion coefficient D of species {name!r}")
-        sp = Species(name, d)
+        comps = _name_tuple(compartments, f"compartments of species {name!r}")
+        mems = _name_tuple(membrane, f"membrane of species {name!r}")
+        d_in: tuple[tuple[str, float], ...] = ()
+        if isinstance(D, Mapping):
+            d_in = tuple(
+                (
+                    _check_str(c, f"compartment key of D of species {name!r}"),
+                    _check_rate(v, f"diffusion coefficient D[{c!r}] of species {name!r}"),
+                )
+                for c, v in D.items()
+            )
+            if not d_in:
+                raise ModelError(f"species {name!r}: D mapping is empty")
+            if comps is None:
+                comps = tuple(c for c, _ in d_in)
+            d = 0.0
+        else:
+            d = _check_rate(D, f"diffusion coefficient D of species {name!r}")
+        if mems is not None:
+            if d > 0 or any(v > 0 for _, v in d_in):
+                raise ModelError(
+                    f"species {name!r} is membrane-bound (membrane={list(mems)}) and must be "
+                    "immobile: D must be 0"
+                )
+            if comps is not None:
+                raise ModelError(
+                    f"species {name!r}: give either compartments or membrane, not both "
+                    "(a membrane-bound species lives where its membranes are)"
+                )
+        sp = Species(name, d, comps, d_in, mems or ())
         self._species[name] = sp
         return sp
+
+    def permeability(self, species: str, membrane: str, P: float) -> None:
+        """Permeability ``P`` (µm/s) of ``membrane`` to ``species``: each molecule
+        crosses a membrane face of area A out of subvolume i at rate ``P · A / V_i``.
+        Unset (or 0): impermeable -- adjacent compartments exchange nothing unless
+        told. Setting it again replaces the value."""
+        if species not in self._species:
+            raise ModelError(f"permeability: unknown species {species!r}")
+        sp = self._species[species]
+        if sp.membrane_bound:
+            raise ModelError(
+                f"permeability: species {species!r} is membrane-bound and cannot cross membranes"
+            )
+        _check_str(membrane, "permeability: membrane")
+        self._permeabilities[(species, membrane)] = _check_rate(
+            P, f"permeability P of membrane {membrane!r} to species {species!r}"
+        )
+
+    @property
+    def permeabilities(self) -> dict[tuple[str, str], float]:
+        """``(species, membrane) -> P`` in µm/s (a copy)."""
+        return dict(self._permeabilities)
 
     def reaction(
         self,
@@ -191,6 +328,7 @@ class Model:
         name: str | None = None,
         *,
         flux: float | None = None,
+        membrane: str | None = None,
     ) -> Reaction:
         """Add a reaction from a string such as ``"H2O2 + Prx -> PrxOx"``.
 
@@ -201,6 +339,11 @@ class Model:
         checked against the geometry when a Simulation is built). ``name``: unique
         label used for event counters (default: the canonical equation, plus
         ``" @region"`` when scoped to a region).
+        ``membrane``: a surface reaction, happening only in subvolumes that
+        membrane passes through. An order-0 surface source then takes ``k`` in
+        molecules/(µm² s) (``c_i = k · a_i``, a_i the membrane area in subvolume
+        i; docs/units.md). Reactions involving a membrane-bound species are
+        restricted to its membranes automatically.
         """
         reactants, products = parse_equation(text)
         for sp in (*reactants, *products):
@@ -217,7 +360,7 @@ class Model:
                     "use k for reactions with reactants"
                 )
             ff = _check_rate(flux, f"flux of reaction {text!r}")
-        for what, val in (("region", region), ("compartment", compartment)):
+        for what, val in (("region", region), ("compartment", compartment), ("membrane", membrane)):
             if val is not None and (not isinstance(val, str) or not val):
                 raise ModelError(f"reaction {text!r}: {what} must be a non-empty string")
         equation = format_equation(reactants, products)
@@ -225,6 +368,8 @@ class Model:
             base = equation + (f" @{region}" if region is not None else "")
             if compartment is not None:
                 base += f" in {compartment}"
+            if membrane is not None:
+                base += f" on {membrane}"
             label, i = base, 2
             taken = {r.name for r in self._reactions}
             while label in taken:
@@ -237,7 +382,7 @@ class Model:
             if any(r.name == name for r in self._reactions):
                 raise ModelError(f"reaction name {name!r} is used twice")
             label = name
-        rx = Reaction(label, equation, reactants, products, kk, ff, region, compartment)
+        rx = Reaction(label, equation, reactants, products, kk, ff, region, compartment, membrane)
         self._reactions.append(rx)
         return rx
 
@@ -272,7 +417,7 @@ class Model:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data description (stored as JSON in result files)."""
         return {
-            "species": [{"name": s.name, "D": s.D} for s in self._species.values()],
+            "species": [_species_dict(s) for s in self._species.values()],
             "reactions": [
                 {
                     "name": r.name,
@@ -283,8 +428,13 @@ class Model:
                     "order": r.order,
                     "region": r.region,
                     "compartment": r.compartment,
+                    "membrane": r.membrane,
                 }
                 for r in self._reactions
+            ],
+            "permeabilities": [
+                {"species": sp, "membrane": mem, "P": p}
+                for (sp, mem), p in self._permeabilities.items()
             ],
         }
 
@@ -292,7 +442,18 @@ class Model:
     def from_dict(cls, data: dict[str, Any]) -> Model:
         m = cls()
         for s in data["species"]:
-            m.species(s["name"], D=s["D"])
+            d_in = s.get("D_in") or {}
+            m.species(
+                s["name"],
+                D=d_in if d_in and not s.get("compartments") else s["D"],
+                compartments=s.get("compartments"),
+                membrane=s.get("membranes"),
+            )
+            if d_in and s.get("compartments"):
+                sp = m._species[s["name"]]
+                m._species[s["name"]] = Species(
+                    sp.name, sp.D, sp.compartments, tuple(d_in.items()), sp.membranes
+                )
         for r in data["reactions"]:
             m.reaction(
                 r["equation"],
@@ -300,8 +461,11 @@ class Model:
                 flux=r.get("flux"),
                 region=r.get("region"),
                 compartment=r.get("compartment"),
+                membrane=r.get("membrane"),
                 name=r["name"],
             )
+        for p in data.get("permeabilities", []):
+            m.permeability(p["species"], p["membrane"], p["P"])
         return m
 
     def __eq__(self, other: object) -> bool:
@@ -316,7 +480,14 @@ class Model:
         """Human-readable multi-line summary."""
         lines = ["species:"]
         for s in self._species.values():
-            lines.append(f"  {s.name:<12} D = {s.D:g} um^2/s")
+            if s.membranes:
+                where = f"  [membrane-bound: {', '.join(s.membranes)}]"
+            elif s.compartments is not None:
+                where = f"  [in {', '.join(s.compartments)}]"
+            else:
+                where = ""
+            d_in = "".join(f", {c}: {v:g}" for c, v in s.D_in)
+            lines.append(f"  {s.name:<12} D = {s.D:g} um^2/s{d_in}{where}")
         lines.append("reactions:")
         for r in self._reactions:
             rate = (
@@ -329,7 +500,13 @@ class Model:
                 scope.append(f"region {r.region}")
             if r.compartment:
                 scope.append(f"compartment {r.compartment}")
+            if r.membrane:
+                scope.append(f"membrane {r.membrane}")
             where = f"  [{', '.join(scope)}]" if scope else ""
             label = "" if r.name == r.equation else f"  ({r.name})"
             lines.append(f"  {r.equation}   {rate}{where}{label}")
+        if self._permeabilities:
+            lines.append("permeabilities:")
+            for (sp, mem), p in self._permeabilities.items():
+                lines.append(f"  {sp:<12} through {mem}: P = {p:g} um/s")
         return "\n".join(lines)

@@ -75,6 +75,9 @@ class Result:
                 dst.attrs[key] = value
             for name in self._file:
                 self._file.copy(self._file[name], dst, name=name)
+        from .io.xdmf import write_xdmf
+
+        write_xdmf(p)
         return p
 
     @property
@@ -198,6 +201,70 @@ class Result:
         self._species_check(species)
         return self._file["samples/totals"][:, self._species.index(species)]
 
+    # -- compartments and per-region analysis ----------------------------------
+    @property
+    def compartments(self) -> dict[str, NDArray[np.bool_]]:
+        """Compartment name -> (N,) mask."""
+        g = self._file["geometry"]
+        ids = g["compartments"][()]
+        return {n: ids == i for i, n in enumerate(_str_list(g["compartment_names"]))}
+
+    @property
+    def membrane_areas(self) -> dict[str, NDArray[np.float64]]:
+        """Membrane name -> (N,) area in each subvolume, µm²."""
+        g = self._file["geometry"]
+        a = g["membrane_areas"][()]
+        return {n: a[:, m] for m, n in enumerate(_str_list(g["membrane_names"]))}
+
+    def _mask(self, region: str) -> NDArray[np.bool_]:
+        g = self._file["geometry"]
+        if region in g["regions"]:
+            return g["regions"][region][()].astype(bool)
+        comps = self.compartments
+        if region in comps:
+            return comps[region]
+        raise ValueError(
+            f"unknown region {region!r} (regions: {', '.join(g['regions']) or 'none'}; "
+            f"compartments: {', '.join(comps)})"
+        )
+
+    def region_total(self, species: str, region: str) -> NDArray[np.int64]:
+        """(T,) molecules of ``species`` in ``region`` (a region or compartment name)."""
+        self._species_check(species)
+        mask = self._mask(region)
+        ds = self._file["samples/counts"][species]
+        out = np.zeros(ds.shape[0], dtype=np.int64)
+        block = max(1, 2**24 // max(ds.shape[1], 1))
+        for k0 in range(0, ds.shape[0], block):
+            data = ds[k0 : k0 + block]
+            out[k0 : k0 + block] = data[:, mask].sum(axis=1, dtype=np.int64)
+        return out
+
+    def region_volume(self, region: str) -> float:
+        """Total volume of ``region`` (or compartment), µm³."""
+        return float(self.volumes[self._mask(region)].sum())
+
+    def region_mean(self, species: str, region: str) -> NDArray[np.float64]:
+        """(T,) mean concentration in µM over ``region``: total molecules over its
+        total volume, ``n / (V_region · N_A · 1e-21)``. For a membrane-bound
+        species this is the molecules per region volume, not a surface density."""
+        return units.molecules_to_concentration(
+            self.region_total(species, region), self.region_volume(region)
+        )
+
+    def region_table(self, species: str | None = None) -> dict[str, dict[str, NDArray]]:
+        """Per region: ``{"total": (T, S), "mean_uM": (T, S)}`` for the listed (or
+        all) species, over every saved region."""
+        names = self._species if species is None else [species]
+        out: dict[str, dict[str, NDArray]] = {}
+        for region in self._file["geometry/regions"]:
+            tot = np.stack([self.region_total(s, region) for s in names], axis=1)
+            out[region] = {
+                "total": tot,
+                "mean_uM": units.molecules_to_concentration(tot, self.region_volume(region)),
+            }
+        return out
+
     # -- events ------------------------------------------------------------------
     @property
     def events(self) -> dict[str, int]:
@@ -218,6 +285,59 @@ class Result:
             "diffusion": smp["diffusion_events"][()],
             "reaction": smp["reaction_events"][()],
         }
+
+    # -- pictures and exports (redoxfield.viz, redoxfield.io.xdmf) ----------------
+    def plot(
+        self,
+        species: str | None = None,
+        t: float | str | tuple[float, float] | None = None,
+        kind: str = "slice",
+        *,
+        log: bool = False,
+        path: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Render ``species`` offscreen with PyVista and return a
+        :class:`redoxfield.viz.Rendering` (``.image`` RGB array, ``.clim`` in µM);
+        ``kind``: ``"slice"``, ``"isosurface"``, ``"volume"`` or ``"membrane"``;
+        ``t``: a sample time, ``"mean"`` or ``(t0, t1)``. See
+        :func:`redoxfield.viz.render` for every option."""
+        from .viz.render import render
+
+        return render(self, species, t, kind, log=log, path=path, **kwargs)  # type: ignore[arg-type]
+
+    def screenshot(
+        self, path: str | os.PathLike[str], species: str | None = None, **kwargs: Any
+    ) -> Path:
+        """Write a PNG of :meth:`plot` (same options) to ``path``."""
+        self.plot(species, path=path, **kwargs)
+        return Path(path)
+
+    def animate(
+        self, species: str | None, path: str | os.PathLike[str], kind: str = "slice", **kwargs: Any
+    ) -> Path:
+        """MP4 or GIF (by suffix) over the sample times; see :func:`redoxfield.viz.animate`."""
+        from .viz.render import animate
+
+        return animate(self, species, path, kind, **kwargs)  # type: ignore[arg-type]
+
+    def to_xarray(self, species: list[str] | None = None) -> Any:
+        """An ``xarray.Dataset`` with ``counts`` (uint32) and ``concentration`` (µM)
+        of dims (time, subvolume, species) and coordinates time (s), species, x, y, z
+        (µm, subvolume centres), volume (µm³), compartment and one boolean coordinate
+        per region. Reads the whole (T, N, S) block into memory: pass ``species`` to
+        keep it small."""
+        from .io.xarray import to_xarray
+
+        return to_xarray(self, species)
+
+    def write_xdmf(self) -> Path:
+        """(Re)write the ParaView sidecar ``<file>.xdmf`` next to the HDF5 file."""
+        from .io.xdmf import write_xdmf
+
+        if self.path is None:
+            raise ValueError("an in-memory result has no file for ParaView: save() it first")
+        return write_xdmf(self.path)
 
     # -- summary -----------------------------------------------------------------
     def summary(self) -> str:

@@ -3,6 +3,10 @@
 Each table maps onto one call::
 
     [geometry]            -> rf.Lattice(shape=..., spacing=..., origin=...)
+                             or kind = "fiber": rf.fiber.segment(**keys)
+    [compartments] c = .. -> space.compartment(c, "x > 1")
+    [[membranes]]         -> space.membrane(name, between=(inner, outer), ...)
+    [[permeabilities]]    -> m.permeability(species, membrane, P)
     [regions] name = ...  -> space.region(name, "x < 0.5")   (or a box)
     [[species]]           -> m.species(name, D=...)
     [[reactions]]         -> m.reaction(equation, k=... | flux=..., region=, compartment=, name=)
@@ -97,6 +101,8 @@ class Scenario:
             try:
                 if "concentration" in ic:
                     sim.set_concentration(ic["species"], ic["concentration"], ic.get("region"))
+                elif "surface_density" in ic:
+                    sim.set_surface_density(ic["species"], ic["surface_density"], ic["membrane"])
                 else:
                     sim.set_count(ic["species"], ic["count"], ic.get("region"))
             except RedoxfieldError as exc:
@@ -161,6 +167,24 @@ def _list_of_tables(doc: dict, key: str) -> list[dict]:
     return value
 
 
+def _selector(sel: Any, where: str) -> Any:
+    """A selector from TOML: an expression string, {where = ...} or {box = {lo, hi}}."""
+    if isinstance(sel, str):
+        return Where(sel)
+    if isinstance(sel, dict):
+        _no_extra(sel, {"where", "box"}, where)
+        if ("where" in sel) == ("box" in sel):
+            raise ScenarioError(f"{where} needs exactly one of 'where' and 'box'")
+        if "where" in sel:
+            return Where(_get(sel, "where", where, (str,)))
+        box = _get(sel, "box", where, (dict,))
+        _no_extra(box, {"lo", "hi"}, f"{where}.box")
+        return Box(
+            _get(box, "lo", f"{where}.box", (list,)), _get(box, "hi", f"{where}.box", (list,))
+        )
+    raise ScenarioError(f"{where} must be an expression string or a table, got {sel!r}")
+
+
 def parse_scenario(text: str, origin: str = "<string>") -> Scenario:
     """Parse scenario TOML text (``origin`` names it in error messages)."""
     try:
@@ -183,8 +207,11 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
             "description",
             "geometry",
             "regions",
+            "compartments",
+            "membranes",
             "species",
             "reactions",
+            "permeabilities",
             "initial",
             "run",
             "output",
@@ -197,54 +224,93 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
 
     # geometry
     geo = _get(doc, "geometry", "the top level", (dict,))
-    _no_extra(geo, {"kind", "shape", "spacing", "origin"}, "[geometry]")
     kind = _get(geo, "kind", "[geometry]", (str,), "lattice")
-    if kind != "lattice":
-        raise ScenarioError(f"[geometry].kind {kind!r} is not supported (available: lattice)")
-    shape = _get(geo, "shape", "[geometry]", (list,))
-    spacing = _get(geo, "spacing", "[geometry]", (int, float, list))
-    origin_xyz = _get(geo, "origin", "[geometry]", (list,), [0.0, 0.0, 0.0])
-    space = Lattice(shape=shape, spacing=spacing, origin=origin_xyz)
+    if kind == "fiber":
+        from . import fiber
+
+        fields = fiber.FiberParameters.__dataclass_fields__
+        _no_extra(geo, {"kind", *fields}, "[geometry]")
+        params = {
+            k: (
+                tuple(tuple(x) if isinstance(x, list) else x for x in v)
+                if isinstance(v, list)
+                else v
+            )
+            for k, v in geo.items()
+            if k != "kind"
+        }
+        space: Lattice = fiber.segment(**params)
+    elif kind == "lattice":
+        _no_extra(geo, {"kind", "shape", "spacing", "origin"}, "[geometry]")
+        shape = _get(geo, "shape", "[geometry]", (list,))
+        spacing = _get(geo, "spacing", "[geometry]", (int, float, list))
+        origin_xyz = _get(geo, "origin", "[geometry]", (list,), [0.0, 0.0, 0.0])
+        space = Lattice(shape=shape, spacing=spacing, origin=origin_xyz)
+    else:
+        raise ScenarioError(
+            f"[geometry].kind {kind!r} is not supported (available: lattice, fiber)"
+        )
+
+    # compartments and membranes (lattice geometries; a fiber brings its own)
+    compartments = _get(doc, "compartments", "the top level", (dict,), {})
+    for cname, sel in compartments.items():
+        space.compartment(cname, _selector(sel, f"[compartments].{cname}"))
+    for k, mem in enumerate(_list_of_tables(doc, "membranes")):
+        where = f"membranes[{k}]"
+        _no_extra(mem, {"name", "between", "area_factor", "where"}, where)
+        between = _get(mem, "between", where, (list,))
+        if len(between) == 2 and all(isinstance(c, str) for c in between):
+            pairs: Any = tuple(between)
+        else:
+            pairs = [tuple(pair) for pair in between]
+        sel = mem.get("where")
+        space.membrane(
+            _get(mem, "name", where, (str,)),
+            pairs,
+            area_factor=_number(mem, "area_factor", where, 1.0),
+            where=None if sel is None else _selector(sel, f"{where}.where"),
+        )
 
     # regions
     regions = _get(doc, "regions", "the top level", (dict,), {})
     for rname, sel in regions.items():
-        where = f"[regions].{rname}"
-        if isinstance(sel, str):
-            selector: Any = Where(sel)
-        elif isinstance(sel, dict):
-            _no_extra(sel, {"where", "box"}, where)
-            if ("where" in sel) == ("box" in sel):
-                raise ScenarioError(f"{where} needs exactly one of 'where' and 'box'")
-            if "where" in sel:
-                selector = Where(_get(sel, "where", where, (str,)))
-            else:
-                box = _get(sel, "box", where, (dict,))
-                _no_extra(box, {"lo", "hi"}, f"{where}.box")
-                selector = Box(
-                    _get(box, "lo", f"{where}.box", (list,)),
-                    _get(box, "hi", f"{where}.box", (list,)),
-                )
-        else:
-            raise ScenarioError(f"{where} must be an expression string or a table, got {sel!r}")
-        space.region(rname, selector)
+        space.region(rname, _selector(sel, f"[regions].{rname}"))
 
     # species and reactions
     model = Model()
     for k, sp in enumerate(_list_of_tables(doc, "species")):
         where = f"species[{k}]"
-        _no_extra(sp, {"name", "D"}, where)
-        model.species(_get(sp, "name", where, (str,)), D=_number(sp, "D", where, 0.0))
+        _no_extra(sp, {"name", "D", "compartments", "membrane"}, where)
+        d = sp.get("D", 0.0)
+        if isinstance(d, dict):
+            d_val: Any = {c: _number(d, c, f"{where}.D") for c in d}
+        else:
+            d_val = _number(sp, "D", where, 0.0)
+        model.species(
+            _get(sp, "name", where, (str,)),
+            D=d_val,
+            compartments=_get(sp, "compartments", where, (str, list), None),
+            membrane=_get(sp, "membrane", where, (str, list), None),
+        )
     for k, rx in enumerate(_list_of_tables(doc, "reactions")):
         where = f"reactions[{k}]"
-        _no_extra(rx, {"equation", "k", "flux", "region", "compartment", "name"}, where)
+        _no_extra(rx, {"equation", "k", "flux", "region", "compartment", "membrane", "name"}, where)
         model.reaction(
             _get(rx, "equation", where, (str,)),
             k=_number(rx, "k", where, None),
             flux=_number(rx, "flux", where, None),
             region=_get(rx, "region", where, (str,), None),
             compartment=_get(rx, "compartment", where, (str,), None),
+            membrane=_get(rx, "membrane", where, (str,), None),
             name=_get(rx, "name", where, (str,), None),
+        )
+    for k, pm in enumerate(_list_of_tables(doc, "permeabilities")):
+        where = f"permeabilities[{k}]"
+        _no_extra(pm, {"species", "membrane", "P"}, where)
+        model.permeability(
+            _get(pm, "species", where, (str,)),
+            _get(pm, "membrane", where, (str,)),
+            _number(pm, "P", where),
         )
     if not model.species_names:
         raise ScenarioError("the scenario declares no species ([[species]])")
@@ -253,16 +319,28 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
     initial: list[dict[str, Any]] = []
     for k, ic in enumerate(_list_of_tables(doc, "initial")):
         where = f"initial[{k}]"
-        _no_extra(ic, {"species", "concentration", "count", "region"}, where)
+        _no_extra(
+            ic,
+            {"species", "concentration", "count", "surface_density", "membrane", "region"},
+            where,
+        )
         entry: dict[str, Any] = {"species": _get(ic, "species", where, (str,))}
         if entry["species"] not in model.species_names:
             raise ScenarioError(f"{where}: unknown species {entry['species']!r}")
-        if ("concentration" in ic) == ("count" in ic):
-            raise ScenarioError(f"{where} needs exactly one of 'concentration' and 'count'")
+        given = [k for k in ("concentration", "count", "surface_density") if k in ic]
+        if len(given) != 1:
+            raise ScenarioError(
+                f"{where} needs exactly one of 'concentration', 'count' and 'surface_density'"
+            )
         if "concentration" in ic:
             entry["concentration"] = _number(ic, "concentration", where)
-        else:
+        elif "count" in ic:
             entry["count"] = _get(ic, "count", where, (int,))
+        else:
+            entry["surface_density"] = _number(ic, "surface_density", where)
+            entry["membrane"] = _get(ic, "membrane", where, (str,), None)
+        if "membrane" in ic and "surface_density" not in ic:
+            raise ScenarioError(f"{where}: 'membrane' goes with 'surface_density'")
         region = _get(ic, "region", where, (str,), None)
         if region is not None:
             if region not in space.regions:

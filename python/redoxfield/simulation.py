@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from . import units
 from ._version import __version__
-from .compile import CoreProblem, compile_problem
+from .compile import CoreProblem, _species_mask, compile_problem
 from .errors import SimulationError
 from .geometry import as_graph
 from .geometry.graph import SubvolumeGraph
@@ -126,6 +126,7 @@ class Simulation:
         self.species: tuple[str, ...] = self.problem.network.species
         n, s = self.graph.n_subvolumes, len(self.species)
         self._counts = np.zeros((n, s), dtype=np.int64)
+        self._surface_parts: dict[tuple[int, str], NDArray[np.int64]] = {}
         self._placement_rng = np.random.Generator(
             np.random.PCG64([self.seed, self.replicate, _SEED_STREAM_INITIAL])
         )
@@ -149,11 +150,28 @@ class Simulation:
             raise SimulationError(f"unknown region {region!r} (the geometry defines: {known})")
         return np.asarray(self.graph.regions[region])
 
+    def _lives(self, species: str, how: str) -> NDArray[np.bool_]:
+        """Where ``species`` may exist; membrane-bound species only via surface density."""
+        sp = self.model.get_species(species)
+        if sp.membrane_bound:
+            raise SimulationError(
+                f"species {species!r} is membrane-bound: set it with "
+                f"set_surface_density(), not {how}"
+            )
+        m = _species_mask(self.model, species, self.graph)
+        return np.ones(self.graph.n_subvolumes, dtype=bool) if m is None else m
+
     def set_concentration(self, species: str, value_uM: float, region: str | None = None) -> None:
         """Set ``species`` to ``value_uM`` µM in every subvolume of ``region`` (default:
-        everywhere): ``rint(C · V · N_A · 1e-21)`` molecules per subvolume."""
+        everywhere) that lies in a compartment the species lives in:
+        ``rint(C · V · N_A · 1e-21)`` molecules per subvolume."""
         s = self._species_index(species)
-        mask = self._scope(region)
+        mask = self._scope(region) & self._lives(species, "set_concentration()")
+        if not mask.any():
+            raise SimulationError(
+                f"set_concentration of {species!r}: region {region!r} contains no subvolume "
+                "of the compartments it lives in"
+            )
         if isinstance(value_uM, bool) or not isinstance(value_uM, (int, float, np.number)):
             raise SimulationError(
                 f"concentration of {species!r} must be a number (uM), got {value_uM!r}"
@@ -175,7 +193,12 @@ class Simulation:
         """Put ``n`` molecules of ``species`` in ``region`` (default: everywhere),
         spread over its subvolumes by volume (a seeded multinomial draw)."""
         s = self._species_index(species)
-        mask = self._scope(region)
+        mask = self._scope(region) & self._lives(species, "set_count()")
+        if not mask.any():
+            raise SimulationError(
+                f"set_count of {species!r}: region {region!r} contains no subvolume "
+                "of the compartments it lives in"
+            )
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
             raise SimulationError(f"count of {species!r} must be an integer, got {n!r}")
         total = int(n)
@@ -194,6 +217,63 @@ class Simulation:
                 f"subvolume, more than the limit of {units.MAX_COUNT}"
             )
         self._counts[mask, s] = placed
+
+    def set_surface_density(
+        self, species: str, density: float, membrane: str | None = None
+    ) -> None:
+        """Membrane-bound ``species`` at ``density`` molecules/µm² on ``membrane``
+        (default: every membrane the species sits in).
+
+        The expected count in subvolume i is ``density · a_i[m]``; the total,
+        ``rint(density · Σ a_i[m])``, is placed by one seeded multinomial draw with
+        probabilities ``a_i / Σ a`` (exact total, no per-voxel rounding loss on
+        sub-voxel areas). Replaces this species' counts on that membrane's
+        subvolumes; densities on several membranes add up where they share one.
+        """
+        s = self._species_index(species)
+        sp = self.model.get_species(species)
+        if not sp.membrane_bound:
+            raise SimulationError(
+                f"set_surface_density: species {species!r} is not membrane-bound "
+                "(declare it with membrane=...)"
+            )
+        if isinstance(density, bool) or not isinstance(density, (int, float, np.number)):
+            raise SimulationError(
+                f"surface density of {species!r} must be a number (molecules/um^2), got {density!r}"
+            )
+        rho = float(density)
+        if not math.isfinite(rho) or rho < 0:
+            raise SimulationError(
+                f"surface density of {species!r} = {rho!r} molecules/um^2 must be finite and "
+                "non-negative"
+            )
+        targets = sp.membranes if membrane is None else (membrane,)
+        for mem in targets:
+            if mem not in self.graph.membrane_names:
+                known = ", ".join(self.graph.membrane_names) or "none"
+                raise SimulationError(
+                    f"surface density of {species!r} on membrane {mem!r}: the geometry has no "
+                    f"such membrane (it defines: {known})"
+                )
+            if mem not in sp.membranes:
+                raise SimulationError(
+                    f"surface density of {species!r} on membrane {mem!r}: the species sits in "
+                    f"{', '.join(sp.membranes)}, not {mem!r}"
+                )
+        assert self.graph.membrane_areas is not None
+        for mem in targets:
+            a = self.graph.membrane_areas[:, self.graph.membrane_names.index(mem)]
+            total = int(np.rint(rho * a.sum()))
+            if total > units.MAX_COUNT * int((a > 0).sum()):
+                raise SimulationError(
+                    f"surface density {rho:g} of {species!r} on {mem!r} overflows the counts"
+                )
+            self._surface_parts[(s, mem)] = self._placement_rng.multinomial(total, a / a.sum())
+        parts = [v for (si, _), v in self._surface_parts.items() if si == s]
+        col = np.sum(parts, axis=0)
+        if col.max() > units.MAX_COUNT:
+            raise SimulationError(f"surface density of {species!r} overflows one subvolume")
+        self._counts[:, s] = col
 
     @property
     def counts(self) -> NDArray[np.int64]:
@@ -275,6 +355,8 @@ class Simulation:
             writer.abort()
             raise
         buf = np.empty((n, s), dtype=np.uint32)
+        region_masks = {k: np.asarray(v) for k, v in self.graph.regions.items()}
+        region_rows: list[NDArray[np.int64]] = []
         try:
             for t in times:
                 try:
@@ -291,6 +373,12 @@ class Simulation:
                     self._finish(writer, engine, False, reason, wall0, cpu0)
                     raise
                 writer.append(float(t), buf, *sample)
+                region_rows.append(
+                    np.array(
+                        [buf[m].sum(axis=0, dtype=np.int64) for m in region_masks.values()],
+                        dtype=np.int64,
+                    ).reshape(len(region_masks), s)
+                )
                 if bar is not None:
                     bar.update(float(t) - bar.n)
         except KeyboardInterrupt:
@@ -307,9 +395,37 @@ class Simulation:
             if bar is not None:
                 bar.close()
         done = self._finish(writer, engine, True, "finished", wall0, cpu0)
+        self._write_region_analysis(done, region_masks, region_rows)
         if isinstance(done, Path):
             return Result.load(done)
         return Result(done, None)
+
+    def _write_region_analysis(self, done, masks, rows) -> None:
+        """``/analysis/regions/<name>/{total, mean_uM}`` (T, S) and the region volume."""
+        if not masks:
+            return
+        import h5py
+
+        f = h5py.File(done, "r+") if isinstance(done, Path) else done
+        try:
+            ag = f.require_group("analysis/regions")
+            ag.attrs["species"] = np.array(list(self.species), dtype=object)
+            ag.attrs["note"] = "per-region totals (molecules) and means (uM) at each sample"
+            table = np.stack(rows, axis=0) if rows else np.zeros((0, len(masks), len(self.species)))
+            for r, (name, mask) in enumerate(masks.items()):
+                g = ag.create_group(name)
+                vol = float(self.graph.volumes[mask].sum())
+                g.attrs["volume_um3"] = vol
+                g.attrs["n_subvolumes"] = int(mask.sum())
+                tot = g.create_dataset("total", data=table[:, r, :].astype(np.int64))
+                tot.attrs["units"] = "molecules"
+                mean = g.create_dataset(
+                    "mean_uM", data=units.molecules_to_concentration(table[:, r, :], vol)
+                )
+                mean.attrs["units"] = "uM (total / region volume)"
+        finally:
+            if isinstance(done, Path):
+                f.close()
 
     @staticmethod
     def _finish(writer, engine, complete, reason, wall0, cpu0):

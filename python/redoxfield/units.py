@@ -36,6 +36,15 @@ subvolume volume in µm³ and ``N_A = 6.02214076e23`` /mol (exact, SI 2019):
   so ``d[A]/dt = -2 k [A]²``. The core's propensity is ``c · n(n-1)/2`` (number
   of distinct pairs), and matching ``c n²/2`` with ``k n² / (N_A V 1e-15)``
   gives ``c = 2 k / (N_A · V · 1e-15)``.
+- Surface reactions (scoped to a membrane m, ``a_i`` = area of m in subvolume
+  i, µm²): an order-0 source with ``k`` in molecules/(µm² s) gives
+  ``c_i = k · a_i`` (:func:`surface_order0_constant`); order 1 is ``c = k`` as
+  above, only where ``a_i > 0``; order 2 with one membrane-bound and one volume
+  species takes ``k`` in 1/(M s) and uses the subvolume volume, ``c = k / (N_A
+  · V_i · 1e-15)`` -- the membrane molecule meets the volume molecules of its
+  own subvolume.
+- Surface density ``ρ`` (molecules/µm²) to counts: ``ρ · a_i`` expected in
+  subvolume i.
 - Diffusion on a directed edge ``i -> j``: each molecule jumps at rate
   ``D · g_ij / V_i`` with ``g_ij = A_ij / d_ij`` (shared face area over centre
   distance, µm); a cubic lattice of spacing ``h`` has ``g = h`` so the rate is
@@ -64,6 +73,7 @@ __all__ = [
     "order0_volume_constant",
     "order1_constant",
     "order2_constant",
+    "surface_order0_constant",
 ]
 
 #: Avogadro constant, 1/mol (exact by the 2019 SI definition).
@@ -168,3 +178,9 @@ def diffusion_rate(D_um2_per_s: ArrayLike, coupling_um: ArrayLike, volume_um3: A
 def membrane_rate(P_um_per_s: ArrayLike, area_um2: ArrayLike, volume_um3: ArrayLike):
     """Crossing rate per molecule through a membrane face: ``P · A / V`` (1/s)."""
     return np.asarray(P_um_per_s, dtype=np.float64) * np.asarray(area_um2) / np.asarray(volume_um3)
+
+
+def surface_order0_constant(k_per_um2_per_s: ArrayLike, area_um2: ArrayLike) -> NDArray[np.float64]:
+    """Order-0 surface source in molecules/(µm² s) to molecules/s per subvolume:
+    ``c_i = k · a_i`` (``a_i`` the membrane area in subvolume i)."""
+    return np.asarray(k_per_um2_per_s, dtype=np.float64) * np.asarray(area_um2, dtype=np.float64)

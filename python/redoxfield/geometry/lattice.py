@@ -10,6 +10,25 @@ Edges: 6 neighbours, written per source voxel in the order -x, +x, -y, +y, -z,
 +z (the order of the core's own ``cubic_lattice``); walls reflect (a wall face
 has no edge). Coupling ``g = A / d``: ``hy*hz/hx`` on an x face, which is ``h``
 for a cube, so that the jump rate ``D g / V`` is ``D / h²``.
+
+Compartments and membranes (docs/geometry.md):
+
+- ``space.compartment(name, selector)`` paints voxels into a compartment (later
+  calls win; unpainted voxels stay in the default compartment, ``"cytosol"``).
+- ``space.membrane(name, between=(inner, outer))``: the faces between a voxel of
+  ``inner`` and a voxel of ``outer`` become membrane edges (coupling = face
+  area, so the crossing rate is ``P · A / V``). With ``normal=f(x, y, z) ->
+  (n, 3)`` (the unit normal of the true, smooth surface) each face counts
+  ``A · |n · e_face|`` instead of ``A``: summed over the staircase this
+  converges to the area of the smooth surface, where the bare staircase would
+  overestimate it (by up to 4/π on a cylinder). The membrane area of a face is
+  recorded in the *inner* voxel (``membrane_areas[i, m]``), where
+  membrane-bound species of that membrane live.
+- ``space.membrane_area(name, area)``: a sub-voxel membrane (T-tubules, folds)
+  given as µm² per voxel; it carries membrane-bound species and surface
+  reactions, but no transport.
+- Faces between two different compartments that no membrane joins have no
+  edge: nothing crosses them.
 """
 
 from __future__ import annotations
@@ -54,7 +73,8 @@ class Lattice:
     >>> space.centers.shape, float(space.volumes[0])
     ((64000, 3), 0.0010000000000000002)
 
-    All voxels belong to one compartment, ``"cytosol"``.
+    All voxels belong to one compartment, ``"cytosol"``, until
+    :meth:`compartment` paints others.
     """
 
     kind = "lattice"
@@ -81,6 +101,10 @@ class Lattice:
         self._regions: dict[str, NDArray[np.bool_]] = {}
         self._centers: NDArray[np.float64] | None = None
         self._graph: SubvolumeGraph | None = None
+        self._compartment_names: list[str] = [DEFAULT_COMPARTMENT]
+        self._compartment_ids: NDArray[np.int64] | None = None
+        #: membrane name -> ("faces", pairs, normal, factor, where) or ("area", (N,) array)
+        self._membranes: dict[str, tuple] = {}
 
     # -- basic arrays -----------------------------------------------------------
     @property
@@ -140,6 +164,17 @@ class Lattice:
             )
         if name in self._regions:
             raise GeometryError(f"region {name!r} is defined twice")
+        mask = self._select(selector, f"region {name!r}")
+        if not mask.any():
+            raise GeometryError(f"region {name!r} is empty: it selects no voxel of the lattice")
+        mask = mask.copy()
+        mask.flags.writeable = False
+        self._regions[name] = mask
+        self._graph = None
+
+    def _select(self, selector: Selector, what: str) -> NDArray[np.bool_]:
+        """Evaluate a selector to a (N,) boolean mask; errors name ``what``."""
+        name = what
         n = self.n_subvolumes
         if isinstance(selector, str):
             selector = Where(selector)
@@ -151,7 +186,7 @@ class Lattice:
                 raise
             except Exception as exc:
                 raise GeometryError(
-                    f"selector of region {name!r} failed: {type(exc).__name__}: {exc}"
+                    f"selector of {name} failed: {type(exc).__name__}: {exc}"
                 ) from exc
             mask = np.asarray(raw)
             if mask.ndim == 0:
@@ -159,18 +194,125 @@ class Lattice:
         else:
             mask = np.asarray(selector)
         if mask.dtype != np.bool_:
-            raise GeometryError(
-                f"selector of region {name!r} must give booleans, got dtype {mask.dtype}"
-            )
+            raise GeometryError(f"selector of {name} must give booleans, got dtype {mask.dtype}")
         if mask.shape != (n,):
-            raise GeometryError(
-                f"selector of region {name!r} gave shape {mask.shape}, expected ({n},)"
-            )
+            raise GeometryError(f"selector of {name} gave shape {mask.shape}, expected ({n},)")
+        return mask
+
+    # -- compartments and membranes ---------------------------------------------
+    @property
+    def compartment_names(self) -> tuple[str, ...]:
+        return tuple(self._compartment_names)
+
+    @property
+    def compartments(self) -> NDArray[np.int64]:
+        """(N,) compartment index of every voxel (into ``compartment_names``)."""
+        if self._compartment_ids is None:
+            return np.zeros(self.n_subvolumes, dtype=np.int64)
+        return self._compartment_ids.copy()
+
+    def compartment(self, name: str, selector: Selector) -> None:
+        """Put the voxels chosen by ``selector`` into compartment ``name`` (created on
+        first use; later calls repaint). A compartment has its own chemistry and
+        exchanges molecules with its neighbours only through a declared membrane."""
+        if not isinstance(name, str) or not _REGION_NAME_RE.match(name):
+            raise GeometryError(f"bad compartment name {name!r}")
+        mask = self._select(selector, f"compartment {name!r}")
         if not mask.any():
-            raise GeometryError(f"region {name!r} is empty: it selects no voxel of the lattice")
-        mask = mask.copy()
-        mask.flags.writeable = False
-        self._regions[name] = mask
+            raise GeometryError(f"compartment {name!r} is empty: it selects no voxel")
+        ids = self.compartments
+        if name not in self._compartment_names:
+            self._compartment_names.append(name)
+        ids[mask] = self._compartment_names.index(name)
+        self._compartment_ids = ids
+        self._graph = None
+
+    def set_compartments(self, ids: NDArray[np.integer], names: Sequence[str]) -> None:
+        """Set every voxel's compartment at once: ``ids`` (N,) indices into ``names``."""
+        ids = np.asarray(ids)
+        names = list(names)
+        if ids.shape != (self.n_subvolumes,) or not np.issubdtype(ids.dtype, np.integer):
+            raise GeometryError(f"compartment ids must be ({self.n_subvolumes},) integers")
+        if len(set(names)) != len(names) or not names:
+            raise GeometryError(f"compartment names must be unique and non-empty: {names}")
+        if ids.min() < 0 or ids.max() >= len(names):
+            raise GeometryError("compartment ids hold an index outside the names")
+        self._compartment_names = names
+        self._compartment_ids = ids.astype(np.int64)
+        self._graph = None
+
+    @property
+    def membrane_names(self) -> tuple[str, ...]:
+        return tuple(self._membranes)
+
+    def _check_membrane_name(self, name: str) -> None:
+        if not isinstance(name, str) or not _REGION_NAME_RE.match(name):
+            raise GeometryError(f"bad membrane name {name!r}")
+        if name in self._membranes:
+            raise GeometryError(f"membrane {name!r} is defined twice")
+
+    def membrane(
+        self,
+        name: str,
+        between: tuple[str, str] | Sequence[tuple[str, str]],
+        *,
+        normal: Callable[..., object] | None = None,
+        area_factor: float = 1.0,
+        where: Selector | None = None,
+    ) -> None:
+        """Declare membrane type ``name`` on the faces between compartments.
+
+        ``between``: ``(inner, outer)`` or a list of such pairs; the face area is
+        recorded in the inner voxel (membrane-bound species live there).
+        ``normal``: optional ``f(x, y, z) -> (n, 3)`` unit normal of the smooth
+        surface the staircase approximates (face area ``A · |n · e|``, see the
+        module docstring). ``area_factor`` (> 0): multiplies the area (folds;
+        also scales permeation through it). ``where``: only faces whose inner
+        voxel the selector picks. Compartment names are checked when the graph is
+        built (``to_graph``), so they may be painted later.
+        """
+        self._check_membrane_name(name)
+        if isinstance(between, tuple) and len(between) == 2 and isinstance(between[0], str):
+            pairs = [between]
+        else:
+            pairs = list(between)  # type: ignore[arg-type]
+        for pair in pairs:
+            if (
+                not isinstance(pair, (tuple, list))
+                or len(pair) != 2
+                or not all(isinstance(c, str) for c in pair)
+                or pair[0] == pair[1]
+            ):
+                raise GeometryError(
+                    f"membrane {name!r}: between must be (inner, outer) compartment names "
+                    f"of two different compartments, got {pair!r}"
+                )
+        f = float(area_factor)
+        if not np.isfinite(f) or f <= 0:
+            raise GeometryError(f"membrane {name!r}: area_factor = {area_factor!r} must be > 0")
+        mask = None if where is None else self._select(where, f"membrane {name!r}")
+        self._membranes[name] = ("faces", [tuple(p) for p in pairs], normal, f, mask)
+        self._graph = None
+
+    def membrane_area(self, name: str, area: object) -> None:
+        """A sub-voxel membrane ``name`` given as area per voxel (µm², (N,) array or
+        a callable ``f(x, y, z)`` of voxel centres). It carries membrane-bound
+        species and surface reactions but makes no transport edges."""
+        self._check_membrane_name(name)
+        if callable(area):
+            c = self.centers
+            area = area(c[:, 0], c[:, 1], c[:, 2])
+        a = np.asarray(area, dtype=np.float64)
+        if a.shape != (self.n_subvolumes,):
+            raise GeometryError(
+                f"membrane {name!r}: area per voxel has shape {a.shape}, "
+                f"expected ({self.n_subvolumes},)"
+            )
+        if not np.all(np.isfinite(a)) or np.any(a < 0):
+            raise GeometryError(f"membrane {name!r}: areas must be finite and non-negative")
+        if not np.any(a > 0):
+            raise GeometryError(f"membrane {name!r} has no area in any voxel")
+        self._membranes[name] = ("area", a.copy())
         self._graph = None
 
     # -- compilation -------------------------------------------------------------
@@ -189,19 +331,82 @@ class Lattice:
         g_dir = np.array(
             [hy * hz / hx] * 2 + [hx * hz / hy] * 2 + [hx * hy / hz] * 2, dtype=np.float64
         )
-        targets = (idx[:, None] + step[None, :])[valid]
-        coupling = np.broadcast_to(g_dir, (n, 6))[valid]
+        comp = self.compartments
+        names = self.compartment_names
+        # Membrane index of every (voxel, direction) slot: -1 inside a compartment,
+        # -2 between compartments that no membrane joins (no edge).
+        all_t = np.where(valid, idx[:, None] + step[None, :], idx[:, None])
+        mem = np.full((n, 6), -1, dtype=np.int64)
+        cross = comp[all_t] != comp[:, None]
+        mem[cross] = -2
+        g_full = np.broadcast_to(g_dir, (n, 6)).copy()
+        mem_names = tuple(self._membranes)
+        areas = np.zeros((n, len(mem_names)), dtype=np.float64)
+        face_area = np.array([hy * hz] * 2 + [hx * hz] * 2 + [hx * hy] * 2)
+        for m, mname in enumerate(mem_names):
+            spec = self._membranes[mname]
+            if spec[0] == "area":
+                areas[:, m] = spec[1]
+                continue
+            _, pairs, normal, factor, where = spec
+            for inner, outer in pairs:
+                for c in (inner, outer):
+                    if c not in names:
+                        raise GeometryError(
+                            f"membrane {mname!r} refers to unknown compartment {c!r} "
+                            f"(the geometry defines: {', '.join(names)})"
+                        )
+                ci, co = names.index(inner), names.index(outer)
+                fwd = valid & (comp[:, None] == ci) & (comp[all_t] == co)
+                if where is not None:
+                    fwd &= where[:, None]
+                if np.any(mem[fwd] >= 0):
+                    raise GeometryError(
+                        f"membrane {mname!r} overlaps another membrane on the same faces"
+                    )
+                rows, dirs = np.nonzero(fwd)
+                area = face_area[dirs] * factor
+                if normal is not None:
+                    fc = (
+                        self.centers[rows]
+                        + 0.5
+                        * np.asarray(self.spacing)[dirs // 2][:, None]
+                        * np.eye(3)[dirs // 2]
+                        * np.where(dirs % 2 == 1, 1.0, -1.0)[:, None]
+                    )
+                    nv = np.asarray(normal(fc[:, 0], fc[:, 1], fc[:, 2]), dtype=np.float64)
+                    if nv.shape != (rows.size, 3):
+                        raise GeometryError(
+                            f"membrane {mname!r}: normal() returned shape {nv.shape}, "
+                            f"expected ({rows.size}, 3)"
+                        )
+                    norm = np.linalg.norm(nv, axis=1)
+                    norm[norm == 0] = 1.0
+                    area = area * np.abs(nv[np.arange(rows.size), dirs // 2]) / norm
+                mem[rows, dirs] = m
+                g_full[rows, dirs] = area
+                np.add.at(areas[:, m], rows, area)
+                # The reverse direction of the same face: same membrane, same area.
+                back = dirs ^ 1
+                trow = all_t[rows, dirs]
+                mem[trow, back] = m
+                g_full[trow, back] = area
+        keep = valid & (mem != -2)
+        targets = all_t[keep]
+        coupling = g_full[keep]
         offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(valid.sum(axis=1), out=offsets[1:])
+        np.cumsum(keep.sum(axis=1), out=offsets[1:])
         self._graph = SubvolumeGraph(
             volumes=self.volumes,
             centers=np.asarray(self.centers),
             edge_offsets=offsets,
             edge_targets=targets,
             edge_coupling=np.ascontiguousarray(coupling),
-            edge_membrane=np.full(targets.shape[0], -1, dtype=np.int64),
-            compartments=np.zeros(n, dtype=np.int64),
-            compartment_names=(DEFAULT_COMPARTMENT,),
+            edge_membrane=np.ascontiguousarray(mem[keep]),
+            compartments=comp,
+            compartment_names=names,
+            membrane_names=mem_names,
+            membrane_areas=areas,
             regions=dict(self._regions),
             kind="lattice",
             meta={"shape": self.shape, "spacing": self.spacing, "origin": self.origin},
@@ -211,5 +416,6 @@ class Lattice:
     def __repr__(self) -> str:
         return (
             f"Lattice(shape={self.shape}, spacing={self.spacing}, origin={self.origin}, "
+            f"compartments={list(self._compartment_names)}, membranes={list(self._membranes)}, "
             f"regions={list(self._regions)})"
         )

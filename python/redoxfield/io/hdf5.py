@@ -18,6 +18,7 @@ import json
 import os
 import time as _time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from numpy.typing import NDArray
 from ..compile import CoreProblem
 from ..geometry.graph import SubvolumeGraph
 from ..model import Model
+from .xdmf import uM_per_molecule, write_xdmf
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ResultWriter"]
 
@@ -141,6 +143,10 @@ class ResultWriter:
         c.attrs["units"] = "um"
         v = gg.create_dataset("volumes", data=graph.volumes, compression="gzip", shuffle=True)
         v.attrs["units"] = "um^3"
+        um = gg.create_dataset(
+            "uM_per_molecule", data=uM_per_molecule(graph.volumes), compression="gzip"
+        )
+        um.attrs["units"] = "uM per molecule: 1 / (V * N_A * 1e-21) (the XDMF sidecar uses it)"
         gg.create_dataset("compartments", data=graph.compartments, compression="gzip")
         gg.create_dataset("compartment_names", data=_strings(graph.compartment_names), dtype=_STR)
         gg.create_dataset("membrane_names", data=_strings(graph.membrane_names), dtype=_STR)
@@ -299,6 +305,10 @@ class ResultWriter:
         f.close()
         assert self.temp_path is not None
         os.replace(self.temp_path, self.final_path)
+        try:  # the ParaView sidecar (run.xdmf); losing it must not lose the run
+            write_xdmf(self.final_path)
+        except Exception as exc:  # pragma: no cover - disk full, permissions
+            warnings.warn(f"could not write the XDMF sidecar: {exc}", stacklevel=2)
         return self.final_path
 
     def abort(self) -> None:

@@ -1,0 +1,736 @@
+"""Parametric skeletal-muscle fibre segment on a lattice: :func:`segment`.
+
+    space = rf.fiber.segment(radius=2.5, sarcomeres=2, spacing=0.1)
+
+The fibre axis is x. Every structure is an analytic solid (cylinder, spheroids,
+boxes, a cylindrical-shell sector); the lattice is labelled by evaluating the
+solids at voxel centres and corners, and every voxel whose corners disagree is
+supersampled (``supersample**3`` points) and given the compartment that fills most
+of it. Membranes between compartments are staircase faces weighted by ``|n·e|``
+with the true surface normal n (so their areas converge to the smooth surface);
+the T-tubule system is sub-voxel membrane area in the transverse planes at the
+A-I junctions. ``space.analytic`` holds the exact volume of each compartment and
+area of each membrane, for comparison with the voxelised ones
+(``space.voxel_volumes()``, ``space.voxel_areas()``).
+
+Every default dimension and where it comes from is listed in docs/geometry.md and
+next to the parameter below. Tags: [abs] read in the paper's abstract; [model]
+read in a public model's parameter file; [unverified] commonly quoted, primary
+source not checked; [flagged] no literature value used -- a schematic or numerical
+choice that a user should set for their question.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import GeometryError
+from .geometry.lattice import Lattice
+
+__all__ = ["COMPARTMENTS", "MEMBRANES", "FiberParameters", "FiberSegment", "segment"]
+
+#: Compartments of a fibre segment, in label order.
+COMPARTMENTS = (
+    "extracellular",
+    "cytosol",
+    "nucleus",
+    "mito_ims",
+    "mito_matrix",
+    "sr_lumen",
+    "nerve_terminal",
+)
+EXT, CYTO, NUC, IMS, MAT, SR, NT = range(len(COMPARTMENTS))
+
+#: Membrane types of a fibre segment.
+MEMBRANES = (
+    "sarcolemma",
+    "nmj_postsynaptic",
+    "ttubule",
+    "sr_membrane",
+    "mito_outer",
+    "mito_inner",
+    "nuclear_envelope",
+    "nerve_membrane",
+)
+
+
+@dataclass(frozen=True)
+class FiberParameters:
+    """All dimensions in µm. Sources: docs/geometry.md (tags as in PARAMETERS.md)."""
+
+    #: [flagged] demo size. Real mouse fibres are tens of µm across (Luff & Atwood
+    #: 1971 JCB 51:369 [abs] quote their T-system areas for a 30 µm fibre).
+    radius: float = 2.5
+    #: [flagged] segment length in sarcomeres (walls at both ends reflect).
+    sarcomeres: int = 2
+    #: lattice spacing h (numerical).
+    spacing: float = 0.1
+    #: 2.2 µm: fast-twitch Ca2+ model [model]; 2.0-2.5 µm commonly quoted [unverified].
+    sarcomere_length: float = 2.2
+    #: 1.6 µm thick-filament (A-band) length [unverified: commonly quoted, primary
+    #: source not checked]. Sets the A-I junctions, where the triads sit.
+    a_band_length: float = 1.6
+    #: T-system membrane area per fibre volume, µm²/µm³. 0.41 = 3.1 cm² of T-system
+    #: per cm² of surface (mouse EDL, Luff & Atwood 1971 [abs]) x surface/volume
+    #: 2/r of their 30 µm fibre (r = 15 µm). Soleus: 1.8 cm²/cm² -> 0.24. Spread
+    #: over the two T-planes of each sarcomere (two triads per sarcomere [abs]).
+    ttubule_area_density: float = 0.41
+    #: [flagged] extracellular shell around the fibre in the box (numerical).
+    ecs_margin: float = 0.3
+    #: myonucleus volume fraction 0.86 % of the fibre (guinea-pig soleus, Eisenberg,
+    #: Kuda & Peter 1974 [abs]); with ``nucleus_aspect`` it sets the semi-axes.
+    nucleus_volume_fraction: float = 0.0086
+    #: [flagged] long/short semi-axis ratio of the (prolate) myonucleus.
+    nucleus_aspect: float = 2.0
+    #: [flagged] cytosol gap between nuclear envelope and sarcolemma (resolution).
+    nucleus_gap: float = 0.2
+    #: [flagged] myofibril radius 0.5 µm [model] sets the pitch (1.0 µm) of the
+    #: inter-myofibrillar lattice where TC and mitochondria sit.
+    myofibril_radius: float = 0.5
+    #: [flagged] terminal cisterna (lumped TC pair of a triad, straddling the T-plane)
+    #: box: thickness along x and width. Gives ~0.3 % TC volume vs 1.04 % (Eisenberg
+    #: 1974 [abs]); the real TC are thinner than a voxel.
+    tc_thickness: float = 0.2
+    tc_width: float = 0.4
+    #: [flagged] inter-myofibrillar mitochondria: spheroid semi-axes (x, radial)
+    #: centred on interior Z-lines at (y, z) offsets ``imf_positions``.
+    imf_semi_axes: tuple[float, float] = (0.3, 0.35)
+    imf_positions: tuple[tuple[float, float], ...] = ((1.1, 0.0), (-1.1, 0.0), (0.0, 1.1))
+    #: [flagged] subsarcolemmal mitochondria (under the NMJ, +z side): semi-axes,
+    #: x positions as fractions of the segment, gap to the sarcolemma.
+    ss_semi_axes: tuple[float, float] = (0.5, 0.3)
+    ss_x_fractions: tuple[float, ...] = (0.25, 0.75)
+    ss_gap: float = 0.15
+    #: [flagged] intermembrane-space thickness; the real IMS is tens of nm, far
+    #: below a voxel: it must be at least one voxel here.
+    ims_thickness: float = 0.1
+    #: NMJ on the +z side. Cleft about 50 nm (secondary source); the cleft is a
+    #: region of the extracellular compartment, not a compartment. It is widened
+    #: to two voxels when the spacing cannot resolve it (``effective_cleft_width``).
+    nmj: bool = True
+    cleft_width: float = 0.05
+    #: [flagged] endplate patch half-length along x (fraction of the segment) and
+    #: angular half-width (degrees). The mouse endplate area was not found (300-500
+    #: µm² quoted, unverified): the demo patch is scaled to the segment.
+    nmj_half_length_fraction: float = 0.25
+    nmj_half_angle_deg: float = 45.0
+    #: [flagged] postsynaptic fold area factor (folds multiply the membrane area);
+    #: no literature value found, 1.0 = no folds.
+    nmj_fold_factor: float = 1.0
+    #: [flagged] nerve-terminal thickness (radial); terminal volume not found.
+    terminal_thickness: float = 0.8
+    #: [flagged] one nerve-terminal mitochondrion (spheroid semi-axes x, radial).
+    terminal_mito_semi_axes: tuple[float, float] = (0.35, 0.25)
+    #: analysis: subsarcolemmal shell depth 0.9 µm (subsarcolemmal mitochondrial
+    #: layer, rat soleus [abs]); perinuclear shell, triad half-width and
+    #: distance-band width [flagged analysis choices].
+    subsarcolemmal_depth: float = 0.9
+    perinuclear_depth: float = 0.5
+    triad_half_width: float = 0.2
+    band_width: float = 0.5
+    #: points per axis in supersampled boundary voxels.
+    supersample: int = 4
+
+
+# -- solids ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Spheroid:
+    """Axis-aligned spheroid: semi-axis ``a`` along x, ``b`` along y and z."""
+
+    c: tuple[float, float, float]
+    a: float
+    b: float
+
+    def inside(self, x, y, z):
+        return self.f(x, y, z) < 0
+
+    def f(self, x, y, z):
+        return (
+            ((x - self.c[0]) / self.a) ** 2
+            + ((y - self.c[1]) / self.b) ** 2
+            + ((z - self.c[2]) / self.b) ** 2
+            - 1.0
+        )
+
+    def grad(self, x, y, z):
+        return np.stack(
+            [
+                2 * (x - self.c[0]) / self.a**2,
+                2 * (y - self.c[1]) / self.b**2,
+                2 * (z - self.c[2]) / self.b**2,
+            ],
+            axis=1,
+        )
+
+    def distance(self, x, y, z):
+        g = np.linalg.norm(self.grad(x, y, z), axis=1)
+        return np.abs(self.f(x, y, z)) / np.maximum(g, 1e-12)
+
+    @property
+    def volume(self) -> float:
+        return 4.0 / 3.0 * math.pi * self.a * self.b * self.b
+
+    @property
+    def area(self) -> float:
+        a, b = self.a, self.b
+        if abs(a - b) < 1e-12 * b:
+            return 4 * math.pi * b * b
+        if a > b:  # prolate
+            e = math.sqrt(1 - (b / a) ** 2)
+            return 2 * math.pi * b * b * (1 + a / (b * e) * math.asin(e))
+        e = math.sqrt(1 - (a / b) ** 2)  # oblate
+        return 2 * math.pi * b * b * (1 + (1 - e * e) / e * math.atanh(e))
+
+    def bounds(self):
+        h = np.array([self.a, self.b, self.b])
+        return np.asarray(self.c) - h, np.asarray(self.c) + h
+
+
+@dataclass(frozen=True)
+class _Box:
+    lo: tuple[float, float, float]
+    hi: tuple[float, float, float]
+
+    def inside(self, x, y, z):
+        return (
+            (x >= self.lo[0])
+            & (x < self.hi[0])
+            & (y >= self.lo[1])
+            & (y < self.hi[1])
+            & (z >= self.lo[2])
+            & (z < self.hi[2])
+        )
+
+    @property
+    def volume(self) -> float:
+        d = np.subtract(self.hi, self.lo)
+        return float(d[0] * d[1] * d[2])
+
+    @property
+    def area(self) -> float:
+        d = np.subtract(self.hi, self.lo)
+        return float(2 * (d[0] * d[1] + d[1] * d[2] + d[0] * d[2]))
+
+    def bounds(self):
+        return np.asarray(self.lo), np.asarray(self.hi)
+
+
+@dataclass(frozen=True)
+class _ShellSector:
+    """``r1 <= r < r2`` around the x axis through (cy, cz), ``x0 <= x < x1``,
+    ``|theta - theta0| <= phi`` (theta measured in the y-z plane from +y)."""
+
+    cy: float
+    cz: float
+    r1: float
+    r2: float
+    x0: float
+    x1: float
+    theta0: float
+    phi: float
+
+    def _polar(self, y, z):
+        r = np.hypot(y - self.cy, z - self.cz)
+        th = np.arctan2(z - self.cz, y - self.cy)
+        dth = np.angle(np.exp(1j * (th - self.theta0)))
+        return r, th, dth
+
+    def inside(self, x, y, z):
+        r, _, dth = self._polar(y, z)
+        return (
+            (r >= self.r1)
+            & (r < self.r2)
+            & (x >= self.x0)
+            & (x < self.x1)
+            & (np.abs(dth) <= self.phi)
+        )
+
+    @property
+    def volume(self) -> float:
+        return self.phi * (self.r2**2 - self.r1**2) * (self.x1 - self.x0)
+
+    @property
+    def area(self) -> float:
+        ln = self.x1 - self.x0
+        curved = 2 * self.phi * (self.r1 + self.r2) * ln
+        ends = 2 * self.phi * (self.r2**2 - self.r1**2)
+        sides = 2 * (self.r2 - self.r1) * ln
+        return curved + ends + sides
+
+    def normal(self, x, y, z):
+        r, th, dth = self._polar(y, z)
+        d = np.stack(
+            [
+                np.abs(r - self.r1),
+                np.abs(r - self.r2),
+                np.abs(x - self.x0),
+                np.abs(x - self.x1),
+                r * np.abs(np.abs(dth) - self.phi),
+            ],
+            axis=1,
+        )
+        k = np.argmin(d, axis=1)
+        n = np.zeros((x.size, 3))
+        radial = np.stack([np.zeros_like(r), np.cos(th), np.sin(th)], axis=1)
+        tang = np.stack([np.zeros_like(r), -np.sin(th), np.cos(th)], axis=1)
+        n[k <= 1] = radial[k <= 1]
+        n[(k == 2) | (k == 3), 0] = 1.0
+        n[k == 4] = tang[k == 4]
+        return n
+
+
+def _nearest_spheroid_normal(solids):
+    def normal(x, y, z):
+        d = np.stack([s.distance(x, y, z) for s in solids], axis=1)
+        k = np.argmin(d, axis=1)
+        g = np.stack([s.grad(x, y, z) for s in solids], axis=1)
+        return g[np.arange(x.size), k]
+
+    return normal
+
+
+def _nearest_box_normal(boxes):
+    cen = np.array([(np.add(b.lo, b.hi)) / 2 for b in boxes])
+    half = np.array([(np.subtract(b.hi, b.lo)) / 2 for b in boxes])
+
+    def normal(x, y, z):
+        p = np.stack([x, y, z], axis=1)
+        d = np.linalg.norm(
+            (p[:, None, :] - cen[None]) / half[None], axis=2, ord=np.inf
+        )  # scaled Chebyshev distance: nearest box
+        k = np.argmin(np.abs(d - 1.0), axis=1)
+        rel = np.abs(p - cen[k]) / half[k]
+        n = np.zeros_like(p)
+        n[np.arange(x.size), np.argmax(rel, axis=1)] = 1.0
+        return n
+
+    return normal
+
+
+# -- the segment ---------------------------------------------------------------------
+class FiberSegment(Lattice):
+    """A :class:`~redoxfield.geometry.Lattice` built by :func:`segment`.
+
+    Extra attributes: ``parameters`` (:class:`FiberParameters`), ``analytic``
+    (``{"volumes": {compartment: µm³}, "areas": {membrane: µm²}}``), ``axis_center``
+    (y, z of the fibre axis), ``triad_planes`` (x of the T-planes),
+    ``ttubule_dropped_area`` (µm² of T-plane area that fell in no cytosol voxel),
+    ``effective_cleft_width`` (µm: ``max(cleft_width, 2 h)``, see docs/geometry.md).
+    """
+
+    parameters: FiberParameters
+    analytic: dict[str, dict[str, float]]
+
+    def voxel_volumes(self) -> dict[str, float]:
+        """Volume of each compartment on the lattice, µm³."""
+        v = self.volumes
+        ids = self.compartments
+        return {n: float(v[ids == i].sum()) for i, n in enumerate(self.compartment_names)}
+
+    def voxel_areas(self) -> dict[str, float]:
+        """Area of each membrane on the lattice, µm²."""
+        g = self.to_graph()
+        assert g.membrane_areas is not None
+        return {n: float(g.membrane_areas[:, m].sum()) for m, n in enumerate(g.membrane_names)}
+
+    def relative_errors(self) -> dict[str, float]:
+        """(lattice - analytic) / analytic for every compartment and membrane."""
+        out = {}
+        for k, v in self.voxel_volumes().items():
+            out[k] = v / self.analytic["volumes"][k] - 1
+        for k, v in self.voxel_areas().items():
+            out[k] = v / self.analytic["areas"][k] - 1
+        return out
+
+
+def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise GeometryError(f"fiber parameter {name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise GeometryError(
+            f"fiber parameter {name} = {value!r} must be "
+            + ("non-negative" if allow_zero else "positive")
+        )
+    return v
+
+
+def _check(p: FiberParameters) -> None:
+    for name, value in asdict(p).items():
+        if name in ("nmj",):
+            continue
+        if name == "sarcomeres":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise GeometryError(
+                    f"fiber parameter sarcomeres = {value!r} must be an integer >= 1"
+                )
+        elif name == "supersample":
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16:
+                raise GeometryError(f"fiber parameter supersample = {value!r} must be 1..16")
+        elif name == "imf_positions":
+            for pos in value:
+                if len(pos) != 2:
+                    raise GeometryError(f"fiber parameter imf_positions: bad entry {pos!r}")
+        elif name == "ss_x_fractions":
+            for f in value:
+                if not 0 < float(f) < 1:
+                    raise GeometryError(f"fiber parameter ss_x_fractions: {f!r} not in (0, 1)")
+        elif isinstance(value, tuple):
+            for i, v in enumerate(value):
+                _positive(f"{name}[{i}]", v)
+        else:
+            zero_ok = name in ("ttubule_area_density", "nucleus_volume_fraction", "cleft_width")
+            _positive(name, value, allow_zero=zero_ok)
+    if p.a_band_length >= p.sarcomere_length:
+        raise GeometryError(
+            f"a_band_length = {p.a_band_length} must be shorter than sarcomere_length = "
+            f"{p.sarcomere_length}"
+        )
+    if p.nucleus_volume_fraction >= 0.5:
+        raise GeometryError(f"nucleus_volume_fraction = {p.nucleus_volume_fraction} is too large")
+    h = p.spacing
+    if p.ims_thickness < h:
+        raise GeometryError(
+            f"ims_thickness = {p.ims_thickness} um is thinner than one voxel (spacing {h} um): "
+            "the intermembrane space would not be resolved"
+        )
+    for name, ax in (
+        ("imf_semi_axes", p.imf_semi_axes),
+        ("ss_semi_axes", p.ss_semi_axes),
+        ("terminal_mito_semi_axes", p.terminal_mito_semi_axes),
+    ):
+        if min(ax) <= p.ims_thickness:
+            raise GeometryError(
+                f"{name} = {ax}: every semi-axis must exceed ims_thickness = {p.ims_thickness} "
+                "(the matrix would vanish)"
+            )
+    if 2 * p.radius < 4 * h:
+        raise GeometryError(f"radius = {p.radius} um is less than two voxels at spacing {h} um")
+
+
+def segment(**kwargs: Any) -> FiberSegment:
+    """Build a fibre segment. Keyword arguments: the fields of
+    :class:`FiberParameters` (unknown names are an error). Returns a
+    :class:`FiberSegment` with compartments :data:`COMPARTMENTS`, membranes
+    :data:`MEMBRANES` and analysis regions (docs/geometry.md)."""
+    known = {f for f in FiberParameters.__dataclass_fields__}
+    bad = [k for k in kwargs if k not in known]
+    if bad:
+        raise GeometryError(
+            f"unknown fiber parameter {bad[0]!r} (known: {', '.join(sorted(known))})"
+        )
+    p = replace(FiberParameters(), **kwargs)
+    _check(p)
+    return _build(p)
+
+
+def _build(p: FiberParameters) -> FiberSegment:
+    h, R, Ls = p.spacing, p.radius, p.sarcomere_length
+    Lx = p.sarcomeres * Ls
+    cleft = max(p.cleft_width, 2 * h)
+    top_extra = (cleft + p.terminal_thickness) if p.nmj else 0.0
+    half = R + p.ecs_margin
+    ny = int(math.ceil(2 * half / h - 1e-9))
+    nz_lo = int(math.ceil(half / h - 1e-9))
+    nz_hi = int(math.ceil((half + top_extra) / h - 1e-9))
+    nx = int(round(Lx / h))
+    if abs(nx * h - Lx) > 1e-6 * Lx:
+        raise GeometryError(
+            f"the segment length {Lx:g} um ({p.sarcomeres} x {Ls:g}) is not a multiple of the "
+            f"spacing {h:g} um"
+        )
+    cy = ny * h / 2
+    cz = nz_lo * h
+    shape = (nx, ny, nz_lo + nz_hi)
+
+    # Solids ------------------------------------------------------------------------
+    vol_fibre = math.pi * R * R * Lx
+    nuc = None
+    if p.nucleus_volume_fraction > 0:
+        v_n = p.nucleus_volume_fraction * vol_fibre
+        b = (v_n / (4 / 3 * math.pi * p.nucleus_aspect)) ** (1 / 3)
+        a = p.nucleus_aspect * b
+        nuc = _Spheroid((Lx / 2, cy, cz - (R - p.nucleus_gap - b)), a, b)
+    t = p.ims_thickness
+    mitos: list[tuple[str, _Spheroid]] = []
+    for k in range(1, p.sarcomeres):
+        for dy, dz in p.imf_positions:
+            ax, ar = p.imf_semi_axes
+            mitos.append(
+                (f"imf mitochondrion at Z-line {k}", _Spheroid((k * Ls, cy + dy, cz + dz), ax, ar))
+            )
+    for f in p.ss_x_fractions:
+        ax, ar = p.ss_semi_axes
+        mitos.append(
+            (
+                f"subsarcolemmal mitochondrion at x = {f * Lx:g}",
+                _Spheroid((f * Lx, cy, cz + R - p.ss_gap - ar), ax, ar),
+            )
+        )
+    i_band_half = (Ls - p.a_band_length) / 2
+    planes = sorted(
+        s * Ls + off for s in range(p.sarcomeres) for off in (i_band_half, Ls - i_band_half)
+    )
+    pitch = 2 * p.myofibril_radius
+    grid = [pitch / 2 * np.array([sy, sz]) for sy in (-1, 1) for sz in (-1, 1)]
+    tcs: list[tuple[str, _Box]] = []
+    w2, t2 = p.tc_width / 2, p.tc_thickness / 2
+    for xt in planes:
+        for gy, gz in grid:
+            tcs.append(
+                (
+                    f"terminal cisterna at x = {xt:g}",
+                    _Box(
+                        (xt - t2, cy + gy - w2, cz + gz - w2), (xt + t2, cy + gy + w2, cz + gz + w2)
+                    ),
+                )
+            )
+    term = tmito = None
+    if p.nmj:
+        hl = p.nmj_half_length_fraction * Lx
+        phi = math.radians(p.nmj_half_angle_deg)
+        if not 0 < p.nmj_half_length_fraction <= 0.5:
+            raise GeometryError("nmj_half_length_fraction must be in (0, 0.5]")
+        if not 0 < phi < math.pi:
+            raise GeometryError("nmj_half_angle_deg must be in (0, 180)")
+        term = _ShellSector(
+            cy, cz, R + cleft, R + cleft + p.terminal_thickness,
+            Lx / 2 - hl, Lx / 2 + hl, math.pi / 2, phi,
+        )  # fmt: skip
+        ax, ar = p.terminal_mito_semi_axes
+        tmito = _Spheroid((Lx / 2, cy, cz + R + cleft + p.terminal_thickness / 2), ax, ar)
+
+    # Bounds and overlaps (bounding boxes, conservative) ------------------------------
+    inner: list[tuple[str, Any]] = []
+    if nuc is not None:
+        inner.append(("nucleus", nuc))
+    inner += mitos + tcs
+    eps = 1e-9
+    for name, s in inner:
+        lo, hi = s.bounds()
+        corners_r = max(math.hypot(y - cy, z - cz) for y in (lo[1], hi[1]) for z in (lo[2], hi[2]))
+        if isinstance(s, _Spheroid):
+            corners_r = math.hypot(s.c[1] - cy, s.c[2] - cz) + s.b
+        if lo[0] < -eps or hi[0] > Lx + eps or corners_r > R + eps:
+            raise GeometryError(
+                f"{name} lies outside the fibre (x in [{lo[0]:.3g}, {hi[0]:.3g}] um, reaches "
+                f"r = {corners_r:.3g} um; fibre: x in [0, {Lx:g}], r < {R:g})"
+            )
+    for i in range(len(inner)):
+        lo_i, hi_i = inner[i][1].bounds()
+        for j in range(i + 1, len(inner)):
+            lo_j, hi_j = inner[j][1].bounds()
+            if np.all(lo_i < hi_j - eps) and np.all(lo_j < hi_i - eps):
+                raise GeometryError(f"{inner[i][0]} overlaps {inner[j][0]} (bounding boxes)")
+    if tmito is not None and term is not None:
+        lo, hi = tmito.bounds()
+        rr = tmito.c[2] - cz
+        if not (term.r1 + eps < rr - tmito.b and rr + tmito.b < term.r2 - eps):
+            raise GeometryError("the nerve-terminal mitochondrion does not fit in the terminal")
+        if lo[0] < term.x0 or hi[0] > term.x1 or tmito.b > (rr - tmito.b) * math.sin(term.phi):
+            raise GeometryError("the nerve-terminal mitochondrion does not fit in the terminal")
+
+    ims_solids = [s for _, s in mitos] + ([tmito] if tmito is not None else [])
+    mat_solids = [_Spheroid(s.c, s.a - t, s.b - t) for s in ims_solids]
+
+    def label(x, y, z):
+        lab = np.full(x.shape, EXT, dtype=np.int8)
+        lab[np.hypot(y - cy, z - cz) < R] = CYTO
+        if nuc is not None:
+            lab[nuc.inside(x, y, z)] = NUC
+        for s in ims_solids:
+            lab[s.inside(x, y, z)] = IMS
+        for s in mat_solids:
+            lab[s.inside(x, y, z)] = MAT
+        for _, s in tcs:
+            lab[s.inside(x, y, z)] = SR
+        if term is not None:
+            inside_t = term.inside(x, y, z)
+            if tmito is not None:
+                inside_t &= ~tmito.inside(x, y, z)
+            lab[inside_t] = NT
+        return lab
+
+    space = FiberSegment(shape=shape, spacing=h)
+    space.parameters = p
+    space.axis_center = (cy, cz)
+    space.triad_planes = tuple(planes)
+    space.effective_cleft_width = cleft if p.nmj else 0.0
+    n = space.n_subvolumes
+    c = space.centers
+    x, y, z = c[:, 0], c[:, 1], c[:, 2]
+
+    # Voxel labels: centres and corners; supersample the voxels whose corners differ.
+    lab_c = label(x, y, z)
+    gx, gy, gz = (np.arange(k + 1) * h for k in shape)
+    Z, Y, X = np.meshgrid(gz, gy, gx, indexing="ij")
+    lab_k = label(X.ravel(), Y.ravel(), Z.ravel()).reshape(shape[2] + 1, shape[1] + 1, shape[0] + 1)
+    mixed = np.zeros((shape[2], shape[1], shape[0]), dtype=bool)
+    ref = lab_c.reshape(shape[2], shape[1], shape[0])
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                sl = lab_k[dz : dz + shape[2], dy : dy + shape[1], dx : dx + shape[0]]
+                mixed |= sl != ref
+    mixed = mixed.ravel()
+    ids = lab_c.astype(np.int64)
+    s = p.supersample
+    off = (np.arange(s) + 0.5) / s - 0.5
+    oz, oy, ox = np.meshgrid(off, off, off, indexing="ij")
+    sub = np.stack([ox.ravel(), oy.ravel(), oz.ravel()], axis=1) * h  # (s^3, 3)
+    idx = np.nonzero(mixed)[0]
+    chunk = max(1, 2_000_000 // sub.shape[0])
+    for k0 in range(0, idx.size, chunk):
+        ii = idx[k0 : k0 + chunk]
+        pts = c[ii][:, None, :] + sub[None]
+        lab_s = label(pts[..., 0].ravel(), pts[..., 1].ravel(), pts[..., 2].ravel())
+        lab_s = lab_s.reshape(ii.size, -1).astype(np.int64)
+        counts = np.zeros((ii.size, len(COMPARTMENTS)), dtype=np.int64)
+        np.add.at(counts, (np.repeat(np.arange(ii.size), lab_s.shape[1]), lab_s.ravel()), 1)
+        # Majority; ties go to the label at the voxel centre, then the lowest label.
+        best = counts.max(axis=1)
+        centre_wins = counts[np.arange(ii.size), lab_c[ii]] == best
+        ids[ii] = np.where(centre_wins, lab_c[ii], np.argmax(counts, axis=1))
+    space.set_compartments(ids, COMPARTMENTS)
+
+    # Membranes ----------------------------------------------------------------------
+    def radial(x, y, z):
+        return np.stack([np.zeros_like(y), y - cy, z - cz], axis=1)
+
+    if p.nmj and term is not None:
+        th = np.angle(np.exp(1j * (np.arctan2(z - cz, y - cy) - math.pi / 2)))
+        foot = (np.abs(th) <= term.phi) & (x >= term.x0) & (x < term.x1)
+    else:
+        foot = np.zeros(n, dtype=bool)
+    space.membrane("sarcolemma", ("cytosol", "extracellular"), normal=radial, where=~foot)
+    if foot.any():
+        space.membrane(
+            "nmj_postsynaptic",
+            ("cytosol", "extracellular"),
+            normal=radial,
+            where=foot,
+            area_factor=p.nmj_fold_factor,
+        )
+    # T-tubules: sub-voxel area in the planes, only where the plane is cytosol.
+    sigma_plane = p.ttubule_area_density * Ls / 2  # µm² per µm² of cross-section
+    t_area = np.zeros(n)
+    dropped = 0.0
+    jj, kk = np.meshgrid(np.arange(shape[1]), np.arange(shape[2]), indexing="ij")
+    jj, kk = jj.ravel(), kk.ravel()
+    off2 = (np.arange(s) + 0.5) / s
+    sy, sz = np.meshgrid(off2, off2, indexing="ij")
+    ys = ((jj[:, None] + sy.ravel()[None]) * h).ravel()
+    zs = ((kk[:, None] + sz.ravel()[None]) * h).ravel()
+    ref_area = 0.0
+    for xt in planes:
+        frac = (label(np.full(ys.shape, xt), ys, zs) == CYTO).reshape(jj.size, -1).mean(axis=1)
+        area = sigma_plane * frac * h * h
+        i_x = min(int(math.floor(xt / h + 1e-9)), shape[0] - 1)
+        vox = i_x + shape[0] * (jj + shape[1] * kk)
+        ok = ids[vox] == CYTO
+        for alt in (i_x - 1, i_x + 1):
+            if 0 <= alt < shape[0]:
+                alt_vox = alt + shape[0] * (jj + shape[1] * kk)
+                use = ~ok & (ids[alt_vox] == CYTO)
+                vox = np.where(use, alt_vox, vox)
+                ok |= use
+        np.add.at(t_area, vox[ok], area[ok])
+        dropped += float(area[~ok].sum())
+        ref_area += _plane_cyto_area(label, xt, cy, cz, R) * sigma_plane
+    if p.ttubule_area_density > 0:
+        space.membrane_area("ttubule", t_area)
+    space.ttubule_dropped_area = dropped
+    if tcs:
+        space.membrane(
+            "sr_membrane", ("sr_lumen", "cytosol"), normal=_nearest_box_normal([b for _, b in tcs])
+        )
+    pairs = [("mito_ims", "cytosol")] + ([("mito_ims", "nerve_terminal")] if p.nmj else [])
+    space.membrane("mito_outer", pairs, normal=_nearest_spheroid_normal(ims_solids))
+    space.membrane(
+        "mito_inner", ("mito_matrix", "mito_ims"), normal=_nearest_spheroid_normal(mat_solids)
+    )
+    if nuc is not None:
+        space.membrane("nuclear_envelope", ("nucleus", "cytosol"), normal=nuc.grad)
+    if term is not None:
+        space.membrane("nerve_membrane", ("nerve_terminal", "extracellular"), normal=term.normal)
+
+    # Analytic values ------------------------------------------------------------------
+    v_box = shape[0] * shape[1] * shape[2] * h**3
+    v_ims = sum(s.volume for s in ims_solids) - sum(s.volume for s in mat_solids)
+    v_mat = sum(s.volume for s in mat_solids)
+    v_nuc = nuc.volume if nuc is not None else 0.0
+    v_sr = sum(b.volume for _, b in tcs)
+    v_fib_mito = sum(s.volume for _, s in mitos)
+    v_nt = (term.volume - tmito.volume) if (term is not None and tmito is not None) else 0.0
+    volumes = {
+        "extracellular": v_box - vol_fibre - (term.volume if term is not None else 0.0),
+        "cytosol": vol_fibre - v_nuc - v_fib_mito - v_sr,
+        "nucleus": v_nuc,
+        "mito_ims": v_ims,
+        "mito_matrix": v_mat,
+        "sr_lumen": v_sr,
+        "nerve_terminal": v_nt,
+    }
+    foot_area = (2 * term.phi * R * (term.x1 - term.x0)) if term is not None else 0.0
+    areas = {
+        "sarcolemma": 2 * math.pi * R * Lx - foot_area,
+        "nmj_postsynaptic": foot_area * p.nmj_fold_factor,
+        "ttubule": ref_area,
+        "sr_membrane": sum(b.area for _, b in tcs),
+        "mito_outer": sum(s.area for s in ims_solids),
+        "mito_inner": sum(s.area for s in mat_solids),
+        "nuclear_envelope": nuc.area if nuc is not None else 0.0,
+        "nerve_membrane": term.area if term is not None else 0.0,
+    }
+    space.analytic = {
+        "volumes": {k: v for k, v in volumes.items() if v > 0},
+        "areas": {k: a for k, a in areas.items() if a > 0},
+    }
+
+    # Regions (voxel-centre tests) -----------------------------------------------------
+    r = np.hypot(y - cy, z - cz)
+    in_fibre = r < R
+    regions: dict[str, NDArray[np.bool_]] = {
+        "fibre": in_fibre,
+        "subsarcolemmal": in_fibre & (r >= R - p.subsarcolemmal_depth),
+        "triad": in_fibre
+        & (np.min(np.abs(x[:, None] - np.asarray(planes)[None]), axis=1) <= p.triad_half_width),
+    }
+    if nuc is not None:
+        d = p.perinuclear_depth
+        grown = _Spheroid(nuc.c, nuc.a + d, nuc.b + d)
+        regions["perinuclear"] = in_fibre & grown.inside(x, y, z) & (ids != NUC)
+    if term is not None:
+        regions["nmj"] = foot & in_fibre & (r >= R - p.subsarcolemmal_depth)
+        regions["cleft"] = foot & (r >= R) & (r < R + cleft + 1e-9) & (ids == EXT)
+        if not regions["cleft"].any():  # cleft thinner than the voxel centres reach
+            regions["cleft"] = foot & (ids == EXT) & (r < R + max(cleft, h))
+    edges = np.arange(0.0, R + 1e-9, p.band_width)
+    for lo in edges:
+        hi = lo + p.band_width
+        regions[f"band_{lo:g}-{hi:g}um"] = in_fibre & (R - r >= lo) & (R - r < hi)
+    for name, mask in regions.items():
+        if mask.any():
+            space.region(name, mask)
+    space._graph = None
+    return space
+
+
+def _plane_cyto_area(
+    label, xt: float, cy: float, cz: float, R: float, step: float = 0.005
+) -> float:
+    """Reference cytosol area of the plane x = xt inside the fibre, by a fine 2-D
+    midpoint grid (5 nm, independent of the lattice spacing)."""
+    g = np.arange(cy - R + step / 2, cy + R, step)
+    gz = np.arange(cz - R + step / 2, cz + R, step)
+    total = 0
+    for z0 in np.array_split(gz, max(1, gz.size // 200)):
+        Y, Z = np.meshgrid(g, z0, indexing="ij")
+        total += int(np.count_nonzero(label(np.full(Y.size, xt), Y.ravel(), Z.ravel()) == CYTO))
+    return total * step * step
