@@ -1,4 +1,4 @@
-"""Command line: ``redoxfield run|info|scenarios|view`` (see ``redoxfield --help``).
+"""Command line: ``redoxfield run|info|scenarios|view|sweep`` (see ``redoxfield --help``).
 
 Errors print one line (``redoxfield: error: ...``) and exit with status 2; set
 ``REDOXFIELD_DEBUG=1`` to get the traceback instead. Ctrl-C during a run leaves
@@ -69,7 +69,85 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--out", "-o", metavar="PNG", help="picture (default: FILE.<kind>.png)")
     v.add_argument("--movie", metavar="MP4|GIF", help="also write a movie over the samples")
     v.add_argument("--fps", type=float, default=4.0, help="movie frames per second (default 4)")
+    w = sub.add_parser(
+        "sweep",
+        help="run an ensemble / parameter sweep on Dask (docs/ensembles.md)",
+        description="Replicates of a scenario over the Cartesian product of the --set "
+        "values, one HDF5 shard per trajectory in FILE.shards/, joined into FILE.",
+    )
+    w.add_argument("scenario", help="TOML scenario file or built-in name")
+    w.add_argument("--replicates", "-n", type=int, required=True, metavar="N")
+    w.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=v1,v2,...",
+        help="sweep a parameter, e.g. 'reactions/birth/k=1,2' (repeatable; see "
+        "docs/ensembles.md for the names)",
+    )
+    w.add_argument("--out", "-o", metavar="FILE", help="joined HDF5 (default: <scenario>-sweep.h5)")
+    w.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler address")
+    w.add_argument(
+        "--workers", type=int, metavar="N", help="local worker processes (default: cores)"
+    )
+    w.add_argument("--serial", action="store_true", help="run in this process, without Dask")
+    w.add_argument("--seed", type=int, metavar="N", help="random seed (overrides the scenario)")
+    w.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="scheduler connect timeout"
+    )
+    w.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     return p
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .ensemble import Ensemble, parse_set_option
+    from .errors import EnsembleError
+    from .scenario import load_scenario
+
+    params: dict[str, list[float | int]] = {}
+    for text in args.set:
+        name, values = parse_set_option(text)
+        if name in params:
+            raise EnsembleError(f"--set {name} is given twice")
+        params[name] = values
+    if args.seed is not None and args.seed < 0:
+        raise EnsembleError(f"--seed {args.seed} must not be negative")
+    sc = load_scenario(args.scenario)
+    ens = Ensemble(sc, replicates=args.replicates, parameters=params, seed=args.seed)
+    out = Path(args.out) if args.out else Path(f"{sc.name}-sweep.h5")
+    if not args.quiet:
+        where = (
+            "in this process"
+            if args.serial
+            else f"on {args.scheduler}"
+            if args.scheduler
+            else f"on a local cluster of {args.workers or os.cpu_count()} processes"
+        )
+        print(
+            f"redoxfield {__version__}: {ens.n_arms} arm(s) x {ens.replicates} replicate(s) of "
+            f"{sc.name!r}, seed {ens.seed}, {where} -> {out}",
+            file=sys.stderr,
+        )
+    try:
+        res = ens.run(
+            out,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            serial=args.serial,
+            progress=not args.quiet,
+            timeout=args.timeout,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"redoxfield: interrupted; finished trajectories are in {out} (complete = false); "
+            "rerun the same command to compute the rest",
+            file=sys.stderr,
+        )
+        return 130
+    with res:
+        if not args.quiet:
+            print(res.summary())
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -119,8 +197,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    import h5py
+
     from .result import Result
 
+    try:
+        with h5py.File(args.file, "r") as f:
+            is_ensemble = f.attrs.get("format") == "redoxfield-ensemble"
+    except OSError:
+        is_ensemble = False
+    if is_ensemble:
+        from .ensemble_result import EnsembleResult
+
+        with EnsembleResult.load(args.file) as ens:
+            print(ens.summary())
+        return 0
     with Result.load(args.file) as res:
         print(res.summary())
     return 0
@@ -171,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "info": _cmd_info,
         "scenarios": _cmd_scenarios,
         "view": _cmd_view,
+        "sweep": _cmd_sweep,
     }[args.command]
     try:
         return handler(args)

@@ -148,4 +148,3 @@ def welch(
         "n_a": n_a,
         "n_b": n_b,
     }
-
