@@ -1,28 +1,32 @@
-//! Calendar (bucket) queue of next-event times (Brown 1988) backed by a
-//! lazily-deleted binary heap.
+//! Two-level calendar (bucket) queue of next-event times (Brown 1988), with a
+//! lazily-deleted binary heap for the far future and for overflow.
 //!
-//! Bucket k holds ids whose next time t has floor(t / width) == k for k in
-//! [cur, cur + n_buckets), in a flat array of fixed-capacity buckets of one
-//! cache line each. Far-future and idle ids, and the rare overflow of a full
-//! bucket, live in the heap; `peek` compares the current bucket's minimum with
-//! the heap's, so correctness never depends on where an entry sits.
+//! Fine level: `N` buckets of width `width`, one cache line each (up to
+//! `CAPACITY` entries), holding every id whose bucket index
+//! k = floor(t / width) lies in [cur, limit), where `limit` is the end of the
+//! *epoch* (E = N / 2 buckets) after the current one; the fine range thus
+//! never wraps onto itself. Coarse level: `M` unordered lists, one per epoch,
+//! holding ids of the M epochs after that; when `cur` enters a new epoch, the
+//! coarse list of the epoch after it is spread into the fine buckets (each
+//! entry moves once, O(1)). Ids further out, and the rare overflow of a full
+//! fine bucket, go to the heap; `peek` always compares with the heap top, so
+//! correctness never depends on where an entry sits.
 //!
-//! The live time and the location (bucket slot, or `IN_HEAP`) of every id are
-//! kept by the caller in a [`Store`], so that the NSM can hold them in the same
-//! cache line as the subvolume's counts: reading a subvolume's time for the
-//! Gibson-Bruck rescaling, and moving it in the queue, then touch no other
-//! per-subvolume array.
+//! The live time and the location (fine slot, `IN_COARSE` or `IN_HEAP`) of
+//! every id are kept by the caller in a [`Store`], so that the NSM holds them
+//! in the same cache line as the subvolume's counts. Coarse and heap entries
+//! are deleted lazily: an id that leaves them just stops matching its live
+//! time and location there, and stale entries are dropped when met (or in a
+//! compaction, so memory stays O(N)). A slow subvolume thus costs O(1) to
+//! file in the coarse level and nothing to take out.
 //!
-//! Heap entries are never moved out: an id that leaves the heap just stops
-//! matching its live time there, and stale entries are dropped when they reach
-//! the top (or in a compaction), so taking an idle id out of the heap costs
-//! O(1) and putting one in O(1) on average. `peek` first compares the bucket
-//! minimum with the raw heap top (a lower bound of the live heap minimum) and
-//! only validates the top when that bound could win. `width` is retuned from
-//! the observed event rate so that a bucket holds about `TARGET_PER_BUCKET`
-//! entries, which makes an update O(1) instead of O(log N). `peek` returns the
-//! exact minimum (time, id) with ties broken by id, so the event order, and
-//! every trajectory, is the same whatever the width or the tuning history.
+//! `width` is set from the caller's total event rate when known (else from
+//! the queued times) and retuned from the observed event rate so that a
+//! bucket holds about `TARGET_PER_BUCKET` entries; the retune comes early
+//! when `peek` walks many empty buckets, and a run of empty buckets is
+//! skipped eight at a time. `peek` returns the exact minimum (time, id) with
+//! ties broken by id, so the event order, and every trajectory, is the same
+//! whatever the width or the tuning history.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -31,7 +35,7 @@ use std::collections::BinaryHeap;
 pub trait Store {
     /// Live next time of id (+inf when it has none).
     fn time(&self, id: usize) -> f64;
-    /// Slot index in the calendar, or `IN_HEAP`.
+    /// Slot index in the calendar, or `IN_COARSE` / `IN_HEAP`.
     fn loc(&self, id: usize) -> u32;
     /// A caller's tag for id, kept beside its time in the calendar and
     /// handed back by `hint` (the NSM stores the site, to prefetch).
@@ -43,6 +47,18 @@ pub trait Store {
 /// Location of an id that is not in a calendar bucket (in the heap, or idle
 /// with time +inf).
 pub const IN_HEAP: u32 = u32::MAX;
+/// Location of an id filed in the coarse level.
+pub const IN_COARSE: u32 = u32::MAX - 1;
+
+/// A coarse-list entry: 16 bytes.
+#[derive(Clone, Copy, Debug)]
+struct CNode {
+    time: f64,
+    id: u32,
+    next: u32,
+}
+
+const NIL: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Slot {
@@ -54,6 +70,12 @@ struct Slot {
 const CAPACITY: usize = 8;
 const TARGET_PER_BUCKET: f64 = 1.0;
 const TUNE_EVERY: u64 = 1 << 16;
+/// Events between two checks for an early retune.
+const CHECK_EVERY: u64 = 1 << 8;
+/// An early retune when more empty buckets than this per event were walked.
+const MAX_EMPTY_PER_EVENT: u64 = 16;
+/// Empty buckets walked one by one before skipping ahead in words.
+const WALK_BEFORE_SKIP: u32 = 8;
 /// Largest bucket index used, far below 2^63 and exactly representable.
 const MAX_BUCKET: f64 = 4.0e18;
 
@@ -66,15 +88,41 @@ struct Bucket([Slot; CAPACITY]);
 pub struct CalendarQueue {
     width: f64,
     inv_width: f64,
+    /// N - 1 (N fine buckets, a power of two).
     mask: u64,
+    /// log2 of the epoch length E = N / 2.
+    epoch_shift: u32,
+    /// Current fine bucket (absolute index); no live entry lies before it.
     cur: u64,
+    /// Fine range end (absolute bucket index), as f64 for the hot compare.
+    limit_f: f64,
+    /// Coarse range end (absolute bucket index), as f64.
+    climit_f: f64,
     buckets: Vec<Bucket>,
     fill: Vec<u8>,
     in_calendar: usize,
+    /// Head node of the list of each coarse epoch, M = coarse.len() (a
+    /// power of two); NIL when empty.
+    coarse: Vec<u32>,
+    /// Nodes of the coarse lists (singly linked, pooled).
+    cnodes: Vec<CNode>,
+    /// Head of the free node list.
+    cfree: u32,
+    /// Entries in the coarse lists, stale ones included.
+    coarse_len: usize,
     heap: BinaryHeap<Reverse<HeapEntry>>,
+    /// Raw heap top time * inv_width (a lower bound of the live heap
+    /// minimum's bucket); +inf when the heap is empty.
+    heap_k: f64,
+    /// Raw heap top time (+inf when empty).
+    heap_top: f64,
     n_ids: usize,
     pops: u64,
     tune_time: f64,
+    tune_pops: u64,
+    /// Fine buckets walked over while empty (diagnostics and retuning).
+    empty_steps: u64,
+    tune_steps: u64,
     /// (id, tag) of a likely next event after the one `peek` returned.
     hint: (u32, u32),
 }
@@ -109,9 +157,17 @@ fn before(a: (f64, u32), b: (f64, u32)) -> bool {
 
 impl CalendarQueue {
     /// Queue ids 0..n at the times `store` holds for them (their locations
-    /// are overwritten).
+    /// are overwritten); the bucket width comes from the queued times.
     pub fn build<S: Store>(n: usize, store: &mut S) -> Self {
+        Self::build_with_rate(n, store, 0.0)
+    }
+
+    /// As `build`, given the expected number of events per unit time (the
+    /// total propensity), from which the bucket width is set; a `rate` that
+    /// is not finite and positive is ignored.
+    pub fn build_with_rate<S: Store>(n: usize, store: &mut S, rate: f64) -> Self {
         let n_buckets = (n.max(1) / 8).next_power_of_two().clamp(256, 1 << 15);
+        let n_coarse = (2 * n_buckets).clamp(1024, 1 << 14);
         let mut finite = Vec::new();
         let mut heap = Vec::new();
         for id in 0..n {
@@ -129,24 +185,42 @@ impl CalendarQueue {
             width: 1.0,
             inv_width: 1.0,
             mask: n_buckets as u64 - 1,
+            epoch_shift: n_buckets.trailing_zeros() - 1,
             cur: 0,
+            limit_f: 0.0,
+            climit_f: 0.0,
             buckets: vec![Bucket::default(); n_buckets],
             fill: vec![0; n_buckets],
             in_calendar: 0,
+            coarse: vec![NIL; n_coarse],
+            cnodes: Vec::new(),
+            cfree: NIL,
+            coarse_len: 0,
             heap: BinaryHeap::from(heap),
+            heap_k: f64::INFINITY,
+            heap_top: f64::INFINITY,
             n_ids: n,
             pops: 0,
             tune_time: 0.0,
+            tune_pops: 0,
+            empty_steps: 0,
+            tune_steps: 0,
             hint: (u32::MAX, 0),
         };
-        // Initial width: spread the earliest n_buckets finite times over the
-        // calendar; retuned from the event rate after TUNE_EVERY events.
-        if !finite.is_empty() {
+        if rate.is_finite() && rate > 0.0 {
+            q.set_width(TARGET_PER_BUCKET / rate);
+        } else if finite.len() >= 2 {
+            // The times of the earliest n_buckets entries, spread evenly.
             let k = finite.len().min(n_buckets) - 1;
             finite.select_nth_unstable_by(k, |a, b| a.total_cmp(b));
-            q.set_width(finite[k] / n_buckets as f64 * TARGET_PER_BUCKET);
+            let hi = finite[k];
+            let lo = finite[..k].iter().fold(hi, |m, &t| m.min(t));
+            q.set_width((hi - lo) / k as f64 * TARGET_PER_BUCKET);
+        } else if let Some(&t) = finite.first() {
+            q.set_width(t);
         }
-        q.jump_to_heap_min(store);
+        q.refresh_heap_k();
+        q.rebase(store, 0);
         q
     }
 
@@ -158,27 +232,35 @@ impl CalendarQueue {
         };
         self.width = width;
         self.inv_width = 1.0 / width;
+        self.refresh_heap_k();
     }
 
-    /// The calendar bucket for time t, if t lies inside the horizon.
-    #[inline(always)]
-    fn bucket_for(&self, t: f64) -> Option<usize> {
-        let k = t * self.inv_width;
-        // i64 conversion is one instruction on x86-64, u64 is not.
-        if k < MAX_BUCKET && (k as i64 as u64) <= self.cur + self.mask {
-            Some(((k as i64 as u64) & self.mask) as usize)
-        } else {
-            None
-        }
+    fn epoch_len(&self) -> u64 {
+        1 << self.epoch_shift
     }
 
-    /// The raw heap top (possibly stale): a lower bound of the live minimum.
+    /// Set cur (with no live fine or coarse entry before the end of its
+    /// epoch + 1) and the range ends that follow from it, then bring heap
+    /// entries that now fall inside the coarse range in.
+    fn rebase<S: Store>(&mut self, store: &mut S, cur: u64) {
+        self.cur = cur;
+        self.set_limits();
+        self.migrate(store);
+    }
+
+    fn set_limits(&mut self) {
+        let epoch = self.cur >> self.epoch_shift;
+        self.limit_f = ((epoch + 2) << self.epoch_shift) as f64;
+        self.climit_f = ((epoch + 2 + self.coarse.len() as u64) << self.epoch_shift) as f64;
+    }
+
     #[inline(always)]
-    fn heap_bound(&self) -> f64 {
-        match self.heap.peek() {
+    fn refresh_heap_k(&mut self) {
+        self.heap_top = match self.heap.peek() {
             Some(Reverse(top)) => top.time,
             None => f64::INFINITY,
-        }
+        };
+        self.heap_k = self.heap_top * self.inv_width;
     }
 
     /// The live heap minimum (inf, 0 if none), dropping stale entries on top.
@@ -190,11 +272,13 @@ impl CalendarQueue {
                 return (top.time, id);
             }
             self.heap.pop();
+            self.refresh_heap_k();
         }
         (f64::INFINITY, 0)
     }
 
     #[cold]
+    #[inline(never)]
     fn heap_insert<S: Store>(&mut self, store: &mut S, id: usize, time: f64) {
         store.set(id, time, IN_HEAP);
         self.heap.push(Reverse(HeapEntry {
@@ -213,72 +297,231 @@ impl CalendarQueue {
                 .collect();
             self.heap = BinaryHeap::from(live);
         }
+        self.refresh_heap_k();
     }
 
-    /// Move heap entries that now fall inside the horizon (while there is room).
-    #[cold]
-    fn migrate<S: Store>(&mut self, store: &mut S) {
-        loop {
-            let (t, id) = self.heap_peek(store);
-            if !t.is_finite() {
+    /// File id at `time` (finite, >= the time of bucket cur): fine bucket,
+    /// coarse list or heap.
+    #[inline(always)]
+    fn place<S: Store>(&mut self, store: &mut S, id: usize, time: f64) {
+        let k = time * self.inv_width;
+        if k < self.limit_f {
+            let b = ((k as i64 as u64) & self.mask) as usize;
+            // SAFETY: b <= mask < fill.len() == buckets.len().
+            let f = unsafe { *self.fill.get_unchecked(b) } as usize;
+            if f < CAPACITY {
+                self.push(store, b, f, id, time);
                 return;
             }
-            match self.bucket_for(t) {
-                Some(b) if (self.fill[b] as usize) < CAPACITY => {
-                    self.heap.pop();
-                    self.push(store, b, id, t);
-                }
-                _ => return,
-            }
+        } else if k < self.climit_f {
+            let c = (k as i64 as u64 >> self.epoch_shift) as usize & (self.coarse.len() - 1);
+            self.coarse_push(store, c, id, time);
+            return;
+        }
+        self.heap_insert(store, id, time);
+    }
+
+    #[inline(always)]
+    fn coarse_push<S: Store>(&mut self, store: &mut S, c: usize, id: usize, time: f64) {
+        store.set(id, time, IN_COARSE);
+        let node = CNode {
+            time,
+            id: id as u32,
+            next: self.coarse[c],
+        };
+        let k = if self.cfree != NIL {
+            let k = self.cfree;
+            self.cfree = self.cnodes[k as usize].next;
+            self.cnodes[k as usize] = node;
+            k
+        } else {
+            self.cnodes.push(node);
+            (self.cnodes.len() - 1) as u32
+        };
+        self.coarse[c] = k;
+        self.coarse_len += 1;
+        if self.coarse_len > self.n_ids + 1024 {
+            self.compact_coarse(store);
         }
     }
 
     #[cold]
-    fn jump_to_heap_min<S: Store>(&mut self, store: &mut S) {
-        let (t, _) = self.heap_peek(store);
-        if !t.is_finite() {
-            return;
+    #[inline(never)]
+    fn compact_coarse<S: Store>(&mut self, store: &mut S) {
+        let mut len = 0;
+        for c in 0..self.coarse.len() {
+            // Relink the live nodes of list c, free the others.
+            let mut k = self.coarse[c];
+            self.coarse[c] = NIL;
+            while k != NIL {
+                let node = self.cnodes[k as usize];
+                let id = node.id as usize;
+                if store.loc(id) == IN_COARSE && store.time(id) == node.time {
+                    self.cnodes[k as usize].next = self.coarse[c];
+                    self.coarse[c] = k;
+                    len += 1;
+                } else {
+                    self.cnodes[k as usize].next = self.cfree;
+                    self.cfree = k;
+                }
+                k = node.next;
+            }
         }
-        if t * self.inv_width >= MAX_BUCKET {
-            self.set_width(t / 1.0e15);
+        self.coarse_len = len;
+    }
+
+    /// Move heap entries that now fall inside the fine or coarse range (while
+    /// their fine bucket has room).
+    #[cold]
+    #[inline(never)]
+    fn migrate<S: Store>(&mut self, store: &mut S) {
+        while self.heap_k < self.climit_f {
+            let (t, id) = self.heap_peek(store);
+            let k = t * self.inv_width;
+            if k >= self.climit_f {
+                return;
+            }
+            if k < self.limit_f {
+                let b = ((k as i64 as u64) & self.mask) as usize;
+                let f = self.fill[b] as usize;
+                if f >= CAPACITY {
+                    return;
+                }
+                self.heap.pop();
+                self.refresh_heap_k();
+                self.push(store, b, f, id, t);
+            } else {
+                self.heap.pop();
+                self.refresh_heap_k();
+                let c = (k as i64 as u64 >> self.epoch_shift) as usize & (self.coarse.len() - 1);
+                self.coarse_push(store, c, id, t);
+            }
         }
-        self.cur = (t * self.inv_width) as u64;
+    }
+
+    /// cur has just entered a new epoch: spread the coarse list of the
+    /// epoch after it into the fine buckets, and let heap entries into the
+    /// coarse epoch that joined the range.
+    #[cold]
+    #[inline(never)]
+    fn next_epoch<S: Store>(&mut self, store: &mut S) {
+        self.set_limits();
+        let epoch = self.cur >> self.epoch_shift;
+        let c = (epoch + 1) as usize & (self.coarse.len() - 1);
+        let mut k = std::mem::replace(&mut self.coarse[c], NIL);
+        while k != NIL {
+            let node = self.cnodes[k as usize];
+            if let Some(next) = self.cnodes.get(node.next as usize) {
+                prefetch_ptr(next);
+            }
+            self.cnodes[k as usize].next = self.cfree;
+            self.cfree = k;
+            self.coarse_len -= 1;
+            let id = node.id as usize;
+            if store.loc(id) == IN_COARSE && store.time(id) == node.time {
+                // Within the fine range now (or the heap if its bucket is full).
+                self.place(store, id, node.time);
+            }
+            k = node.next;
+        }
         self.migrate(store);
     }
 
-    /// The earliest (time, id), given that the calendar is empty.
+    /// The fine calendar is empty at and after cur: move on to the next
+    /// epoch holding coarse entries, or to the heap minimum.
     #[cold]
-    fn peek_idle<S: Store>(&mut self, store: &mut S) -> (f64, usize) {
+    #[inline(never)]
+    fn advance_idle<S: Store>(&mut self, store: &mut S) -> Option<(f64, usize)> {
         let (th, ih) = self.heap_peek(store);
-        if th.is_finite() {
-            self.jump_to_heap_min(store);
+        let kh = th * self.inv_width;
+        if self.coarse_len > 0 {
+            let next = ((self.cur >> self.epoch_shift) + 1) << self.epoch_shift;
+            if kh >= next as f64 {
+                self.cur = next;
+                self.next_epoch(store);
+                return None;
+            }
         }
-        (th, ih)
+        if !th.is_finite() {
+            return Some((f64::INFINITY, 0));
+        }
+        if kh >= MAX_BUCKET {
+            // Nothing else is queued before the heap minimum: rescale.
+            self.rebuild_at(store, th / 1.0e15, th);
+            return None;
+        }
+        let k = kh as u64;
+        if k <= self.cur {
+            return Some((th, ih));
+        }
+        if self.coarse_len == 0 {
+            self.rebase(store, k);
+        } else {
+            // The heap minimum comes before the next epoch boundary.
+            self.cur = k;
+        }
+        None
     }
 
-    /// Put id in bucket b, which has room.
+    /// Put id in bucket b, which holds f < CAPACITY entries.
     #[inline(always)]
-    fn push<S: Store>(&mut self, store: &mut S, b: usize, id: usize, time: f64) {
-        let f = self.fill[b] as usize;
-        debug_assert!(f < CAPACITY);
-        self.buckets[b].0[f] = Slot {
-            time,
-            id: id as u32,
-            tag: store.tag(id),
-        };
-        self.fill[b] = f as u8 + 1;
+    fn push<S: Store>(&mut self, store: &mut S, b: usize, f: usize, id: usize, time: f64) {
+        debug_assert!(f < CAPACITY && b < self.buckets.len());
+        let tag = store.tag(id);
+        // SAFETY: b < buckets.len() == fill.len() (callers mask it) and
+        // f < CAPACITY.
+        unsafe {
+            *self.buckets.get_unchecked_mut(b).0.get_unchecked_mut(f) = Slot {
+                time,
+                id: id as u32,
+                tag,
+            };
+            *self.fill.get_unchecked_mut(b) = f as u8 + 1;
+        }
         store.set(id, time, (b * CAPACITY + f) as u32);
         self.in_calendar += 1;
+    }
+
+    /// Skip a run of empty buckets after cur, eight at a time, up to the end
+    /// of the epoch and not past the heap top's bucket.
+    #[cold]
+    #[inline(never)]
+    fn skip_empty(&mut self) {
+        let end = ((self.cur >> self.epoch_shift) + 1) << self.epoch_shift;
+        let stop = if self.heap_k < end as f64 {
+            (self.heap_k as u64).max(self.cur)
+        } else {
+            end
+        };
+        let mut k = self.cur;
+        while k < stop {
+            let b = (k & self.mask) as usize;
+            if k.is_multiple_of(8) && k + 8 <= stop {
+                let word = u64::from_ne_bytes(self.fill[b..b + 8].try_into().unwrap_or([1; 8]));
+                if word == 0 {
+                    k += 8;
+                    continue;
+                }
+            }
+            if self.fill[b] != 0 {
+                break;
+            }
+            k += 1;
+        }
+        self.empty_steps += k - self.cur;
+        self.cur = k;
     }
 
     /// The earliest (time, id); (inf, 0) when nothing is scheduled.
     #[inline]
     pub fn peek<S: Store>(&mut self, store: &mut S) -> (f64, usize) {
+        let mut walked = 0u32;
         loop {
             let b = (self.cur & self.mask) as usize;
-            let f = self.fill[b] as usize;
+            // SAFETY: b <= mask < fill.len() == buckets.len().
+            let f = unsafe { *self.fill.get_unchecked(b) } as usize;
             if f > 0 {
-                let bucket = &self.buckets[b].0[..f];
+                let bucket = unsafe { &self.buckets.get_unchecked(b).0[..f] };
                 let mut best = (bucket[0].time, bucket[0].id);
                 let mut next = 0;
                 for (k, s) in bucket.iter().enumerate().skip(1) {
@@ -293,10 +536,10 @@ impl CalendarQueue {
                     &bucket[if next == 0 { 1 } else { 0 }]
                 } else {
                     let b1 = ((self.cur + 1) & self.mask) as usize;
-                    &self.buckets[b1].0[0]
+                    unsafe { self.buckets.get_unchecked(b1).0.get_unchecked(0) }
                 };
                 self.hint = (h.id, h.tag);
-                if best.0 < self.heap_bound() {
+                if best.0 < self.heap_top {
                     return (best.0, best.1 as usize);
                 }
                 let (th, ih) = self.heap_peek(store);
@@ -305,24 +548,33 @@ impl CalendarQueue {
                 }
                 return (best.0, best.1 as usize);
             }
-            if self.in_calendar == 0 {
-                return self.peek_idle(store);
-            }
             let next = self.cur + 1;
             // An overflowed entry may be due before the next bucket starts.
-            if self.heap_bound() * self.inv_width < next as f64 {
+            if self.heap_k < next as f64 {
                 let (th, ih) = self.heap_peek(store);
                 if th * self.inv_width < next as f64 {
                     return (th, ih);
                 }
             }
+            if self.in_calendar == 0 {
+                if let Some(r) = self.advance_idle(store) {
+                    return r;
+                }
+                continue;
+            }
+            self.empty_steps += 1;
             self.cur = next;
-            // Heap entries in the bucket that just entered the horizon move
-            // in. (An overflowed entry on top, whose bucket is full, would
-            // block this; it stays in the heap, where `peek` still sees it.)
-            let k = self.heap_bound() * self.inv_width;
-            if k < (next + self.mask) as f64 + 1.0 && k >= (next + self.mask) as f64 {
-                self.migrate(store);
+            if next & (self.epoch_len() - 1) == 0 {
+                self.next_epoch(store);
+            } else {
+                walked += 1;
+                if walked >= WALK_BEFORE_SKIP {
+                    walked = 0;
+                    self.skip_empty();
+                    if self.cur & (self.epoch_len() - 1) == 0 {
+                        self.next_epoch(store);
+                    }
+                }
             }
         }
     }
@@ -334,46 +586,59 @@ impl CalendarQueue {
         self.hint
     }
 
+    /// Fine buckets `peek` has walked over while empty, since the start.
+    pub fn empty_steps(&self) -> u64 {
+        self.empty_steps
+    }
+
     /// Set the next time of `id` (>= the current time; +inf for never).
-    #[inline]
+    #[inline(always)]
     pub fn update<S: Store>(&mut self, store: &mut S, id: usize, time: f64) {
         let loc = store.loc(id);
-        if loc != IN_HEAP {
+        if loc < IN_COARSE {
             // Take id out of its bucket (swap with the bucket's last entry).
             let loc = loc as usize;
             let b = loc / CAPACITY;
-            let f = self.fill[b] as usize;
+            debug_assert!(b < self.fill.len());
+            // SAFETY: loc was set by `push` to b * CAPACITY + f with b < fill.len().
+            let f = unsafe { *self.fill.get_unchecked(b) } as usize;
             debug_assert!(f > 0 && loc < b * CAPACITY + f);
             let last = f - 1;
+            let bucket = unsafe { &mut self.buckets.get_unchecked_mut(b).0 };
             if loc % CAPACITY != last {
-                let moved = self.buckets[b].0[last];
-                self.buckets[b].0[loc % CAPACITY] = moved;
+                let moved = bucket[last % CAPACITY];
+                bucket[loc % CAPACITY] = moved;
                 store.set_loc(moved.id as usize, loc as u32);
             }
-            self.fill[b] = last as u8;
+            unsafe { *self.fill.get_unchecked_mut(b) = last as u8 };
             self.in_calendar -= 1;
         }
-        // Otherwise its heap entry (if any) becomes stale once the time
-        // changes or the id enters the calendar.
+        // Otherwise its coarse or heap entry (if any) becomes stale once the
+        // time or the location changes.
         if time.is_finite() {
-            if let Some(b) = self.bucket_for(time) {
-                if (self.fill[b] as usize) < CAPACITY {
-                    self.push(store, b, id, time);
-                    return;
-                }
-            }
-            self.heap_insert(store, id, time);
+            self.place(store, id, time);
         } else {
             store.set(id, f64::INFINITY, IN_HEAP);
         }
     }
 
     /// Called once per fired event at time `now`; retunes the width from the
-    /// event rate seen over the last TUNE_EVERY events.
-    #[inline]
+    /// event rate, every TUNE_EVERY events or early when `peek` walks many
+    /// empty buckets.
+    #[inline(always)]
     pub fn note_event<S: Store>(&mut self, store: &mut S, now: f64) {
         self.pops += 1;
-        if self.pops.is_multiple_of(TUNE_EVERY) {
+        if self.pops.is_multiple_of(CHECK_EVERY) {
+            self.check_tune(store, now);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn check_tune<S: Store>(&mut self, store: &mut S, now: f64) {
+        let events = self.pops - self.tune_pops;
+        let walked = self.empty_steps - self.tune_steps;
+        if events >= TUNE_EVERY || walked > MAX_EMPTY_PER_EVENT * events {
             self.retune(store, now);
         }
     }
@@ -381,41 +646,83 @@ impl CalendarQueue {
     #[cold]
     fn retune<S: Store>(&mut self, store: &mut S, now: f64) {
         let span = now - self.tune_time;
+        let events = self.pops - self.tune_pops;
         self.tune_time = now;
-        if span > 0.0 {
-            let ideal = span / TUNE_EVERY as f64 * TARGET_PER_BUCKET;
+        self.tune_pops = self.pops;
+        self.tune_steps = self.empty_steps;
+        if span > 0.0 && events > 0 {
+            let ideal = span / events as f64 * TARGET_PER_BUCKET;
             if ideal > 2.0 * self.width || ideal < 0.5 * self.width {
-                self.rebuild(store, ideal, now);
+                self.rebuild_at(store, ideal, now);
             }
         }
     }
 
-    fn rebuild<S: Store>(&mut self, store: &mut S, width: f64, now: f64) {
+    /// Refile every fine and coarse entry for a new width, with cur at the
+    /// bucket of `now` (no live entry is earlier).
+    fn rebuild_at<S: Store>(&mut self, store: &mut S, width: f64, now: f64) {
         let mut moved = Vec::with_capacity(self.in_calendar);
         for b in 0..self.fill.len() {
             let f = self.fill[b] as usize;
             moved.extend_from_slice(&self.buckets[b].0[..f]);
             self.fill[b] = 0;
         }
+        self.in_calendar = 0;
+        for c in 0..self.coarse.len() {
+            let mut k = std::mem::replace(&mut self.coarse[c], NIL);
+            while k != NIL {
+                let node = self.cnodes[k as usize];
+                let id = node.id as usize;
+                if store.loc(id) == IN_COARSE && store.time(id) == node.time {
+                    // Out of the coarse level: a duplicate stays stale.
+                    store.set_loc(id, IN_HEAP);
+                    moved.push(Slot {
+                        time: node.time,
+                        id: node.id,
+                        tag: 0,
+                    });
+                }
+                k = node.next;
+            }
+        }
+        self.cnodes.clear();
+        self.cfree = NIL;
+        self.coarse_len = 0;
         for s in &moved {
             store.set_loc(s.id as usize, IN_HEAP);
         }
-        self.in_calendar = 0;
         self.set_width(width);
         let k = now * self.inv_width;
         self.cur = if k < MAX_BUCKET { k as u64 } else { 0 };
+        self.set_limits();
         for s in moved {
-            self.update(store, s.id as usize, s.time);
+            self.place(store, s.id as usize, s.time);
         }
         self.migrate(store);
     }
 
-    /// Memory of the queue (buckets and heap), in bytes.
+    /// Memory of the queue (buckets, coarse lists and heap), in bytes.
     pub fn bytes(&self) -> usize {
         self.buckets.capacity() * std::mem::size_of::<Bucket>()
             + self.fill.capacity()
+            + self.coarse.capacity() * std::mem::size_of::<u32>()
+            + self.cnodes.capacity() * std::mem::size_of::<CNode>()
             + self.heap.capacity() * std::mem::size_of::<Reverse<HeapEntry>>()
     }
+}
+
+/// Hint the CPU to load the cache line holding `r` (no-op elsewhere).
+#[inline(always)]
+fn prefetch_ptr<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch never faults and has no architectural effect.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (r as *const T).cast::<i8>(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
 }
 
 /// A plain `Store`: two arrays (for tests and other callers).
@@ -477,7 +784,9 @@ mod tests {
             let mut store = VecStore::new(&times);
             let mut q = CalendarQueue::build(n, &mut store);
             let mut now;
+            let mut saw_coarse = false;
             for step in 0..60_000 {
+                saw_coarse |= q.coarse_len > 0;
                 let (t, id) = q.peek(&mut store);
                 let best = times
                     .iter()
@@ -493,6 +802,9 @@ mod tests {
                 let scale = if step < 30_000 { 1e-3 } else { 1e-7 };
                 let new_t = if rng.uniform() < 0.02 {
                     f64::INFINITY
+                } else if rng.uniform() < 0.05 {
+                    // Slow ids: the coarse level.
+                    now + scale * 3e3 * rng.exp1()
                 } else if rng.uniform() < 0.01 {
                     now + 1e3 * rng.exp1()
                 } else if rng.uniform() < 0.05 {
@@ -517,15 +829,30 @@ mod tests {
                     for (id, &t) in times.iter().enumerate() {
                         assert_eq!(store.time(id), t);
                         let loc = store.loc(id);
-                        if loc != IN_HEAP {
+                        if loc < IN_COARSE {
                             let b = loc as usize / CAPACITY;
                             assert!((loc as usize % CAPACITY) < q.fill[b] as usize);
                             let s = q.buckets[b].0[loc as usize % CAPACITY];
                             assert_eq!((s.time, s.id as usize), (t, id));
+                        } else if loc == IN_COARSE {
+                            let c = ((t * q.inv_width) as u64 >> q.epoch_shift) as usize
+                                & (q.coarse.len() - 1);
+                            let mut k = q.coarse[c];
+                            let mut found = false;
+                            while k != NIL {
+                                let node = q.cnodes[k as usize];
+                                found |= node.id as usize == id && node.time == t;
+                                k = node.next;
+                            }
+                            assert!(found, "n {n} step {step}: id {id} not in its coarse list");
                         }
                     }
                 }
             }
+            assert!(
+                saw_coarse || n < 300,
+                "n {n}: the coarse level was not exercised"
+            );
         }
     }
 }
