@@ -7,17 +7,23 @@ use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray2,
     PyUntypedArrayMethods,
 };
-use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use redoxfield_core::{Advance, CoreError, Nsm, Problem, Reaction, SubvolumeGraph};
 
-create_exception!(
-    _core,
-    CoreRunError,
-    PyRuntimeError,
-    "A failure inside a run (count overflow, ...); the message names the cause."
-);
+/// Python exceptions. In their own module so that the Python-visible name
+/// `CoreError` does not clash with the core's Rust error type.
+mod exceptions {
+    use pyo3::create_exception;
+    use pyo3::exceptions::PyRuntimeError;
+
+    create_exception!(
+        redoxfield._core,
+        CoreError,
+        PyRuntimeError,
+        "A failure inside a run (count overflow, ...); the message names the cause."
+    );
+}
 
 /// Events between two checks for Ctrl-C and progress callbacks (~0.1 s of work).
 const EVENTS_PER_SLICE: u64 = 1 << 20;
@@ -59,12 +65,14 @@ impl Names {
     fn error(&self, err: CoreError) -> PyErr {
         match err {
             CoreError::InvalidInput(msg) => PyValueError::new_err(msg),
-            CoreError::CountOverflow { species, subvolume } => CoreRunError::new_err(format!(
-                "count of {} in subvolume {subvolume} would exceed {} molecules \
+            CoreError::CountOverflow { species, subvolume } => {
+                exceptions::CoreError::new_err(format!(
+                    "count of {} in subvolume {subvolume} would exceed {} molecules \
                  (the per-subvolume limit); the run stopped before that event",
-                self.species(species),
-                u32::MAX
-            )),
+                    self.species(species),
+                    u32::MAX
+                ))
+            }
         }
     }
 }
@@ -304,7 +312,7 @@ impl NsmEngine {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("CoreError", m.py().get_type::<CoreRunError>())?;
+    m.add("CoreError", m.py().get_type::<exceptions::CoreError>())?;
     m.add_class::<NsmEngine>()?;
     Ok(())
 }
