@@ -135,33 +135,51 @@ impl Records {
     }
 }
 
+impl Records {
+    /// Cell `k` of the record of subvolume `id`, unchecked in release.
+    #[inline(always)]
+    fn at(&self, id: usize, k: usize) -> u32 {
+        let i = id * self.stride + k;
+        debug_assert!(k < self.stride && i < self.lines.len() * 16);
+        // SAFETY: the queue only handles ids 0..n that the NSM gave it, and
+        // the buffer holds n * stride cells (`Records::new`); k < stride.
+        unsafe { *self.lines.as_ptr().cast::<u32>().add(i) }
+    }
+
+    #[inline(always)]
+    fn put(&mut self, id: usize, k: usize, v: u32) {
+        let i = id * self.stride + k;
+        debug_assert!(k < self.stride && i < self.lines.len() * 16);
+        // SAFETY: as in `at`; the borrow is exclusive.
+        unsafe { *self.lines.as_mut_ptr().cast::<u32>().add(i) = v }
+    }
+}
+
+/// The calendar's view of the records. Ids are always < n (the calendar only
+/// sees ids the NSM queued), which makes the unchecked accesses sound.
 impl Store for Records {
     #[inline(always)]
     fn time(&self, id: usize) -> f64 {
-        let c = &self.cells()[id * self.stride..];
-        f64::from_bits(u64::from(c[T_LO]) | u64::from(c[T_HI]) << 32)
+        f64::from_bits(u64::from(self.at(id, T_LO)) | u64::from(self.at(id, T_HI)) << 32)
     }
     #[inline(always)]
     fn loc(&self, id: usize) -> u32 {
-        self.cells()[id * self.stride + LOC]
+        self.at(id, LOC)
     }
     #[inline(always)]
     fn tag(&self, id: usize) -> u32 {
-        self.cells()[id * self.stride + SITE]
+        self.at(id, SITE)
     }
     #[inline(always)]
     fn set_loc(&mut self, id: usize, loc: u32) {
-        let st = self.stride;
-        self.cells_mut()[id * st + LOC] = loc;
+        self.put(id, LOC, loc);
     }
     #[inline(always)]
     fn set(&mut self, id: usize, time: f64, loc: u32) {
-        let st = self.stride;
-        let c = &mut self.cells_mut()[id * st..id * st + C0];
         let bits = time.to_bits();
-        c[T_LO] = bits as u32;
-        c[T_HI] = (bits >> 32) as u32;
-        c[LOC] = loc;
+        self.put(id, T_LO, bits as u32);
+        self.put(id, T_HI, (bits >> 32) as u32);
+        self.put(id, LOC, loc);
     }
 }
 
@@ -415,7 +433,12 @@ impl Nsm {
     /// The record starting at `base` (= subvolume * stride).
     #[inline(always)]
     fn row<const K: usize>(&self, base: usize) -> &[u32] {
-        &self.rec.cells()[base..base + self.st::<K>()]
+        let st = self.st::<K>();
+        let cells = self.rec.cells();
+        debug_assert!(base + st <= cells.len());
+        // SAFETY: base = i * stride for a subvolume i < n (from the queue, or
+        // a neighbour through a validated edge), and cells holds n * stride.
+        unsafe { cells.get_unchecked(base..base + st) }
     }
 
     /// (diffusion, reaction) propensity of the subvolume whose record starts
@@ -428,12 +451,39 @@ impl Nsm {
         )
     }
 
+    /// Per-molecule transport rate out of a subvolume of site `site_id`,
+    /// per species.
+    #[inline(always)]
+    fn site_rates<const K: usize>(&self, site_id: usize) -> &[f64] {
+        let s = self.ns::<K>();
+        debug_assert!((site_id + 1) * s <= self.site_diff_rate.len());
+        // SAFETY: site ids in records are < sites.len() (set in `new`), and
+        // site_diff_rate holds S rates per site.
+        unsafe {
+            self.site_diff_rate
+                .get_unchecked(site_id * s..(site_id + 1) * s)
+        }
+    }
+
+    /// The reaction channels of site `site_id`.
+    #[inline(always)]
+    fn site_channels(&self, site_id: usize) -> &[Channel] {
+        debug_assert!(site_id < self.sites.len());
+        // SAFETY: site ids in records are < sites.len(), and every site's
+        // channel range lies inside `channels` (built together in `new`).
+        unsafe {
+            let site = self.sites.get_unchecked(site_id);
+            debug_assert!(site.channel_end as usize <= self.channels.len());
+            self.channels
+                .get_unchecked(site.channel_start as usize..site.channel_end as usize)
+        }
+    }
+
     #[inline(always)]
     fn diffusion_propensity<const K: usize>(&self, base: usize) -> f64 {
         let s = self.ns::<K>();
         let row = self.row::<K>(base);
-        let site_id = row[SITE] as usize;
-        let rates = &self.site_diff_rate[site_id * s..(site_id + 1) * s];
+        let rates = self.site_rates::<K>(row[SITE] as usize);
         let mut ad = 0.0;
         for (&c, &d) in row[C0..C0 + s].iter().zip(rates) {
             ad += c as f64 * d;
@@ -444,9 +494,8 @@ impl Nsm {
     #[inline(always)]
     fn reaction_propensity<const K: usize>(&self, base: usize) -> f64 {
         let row = self.row::<K>(base);
-        let site = &self.sites[row[SITE] as usize];
         let mut ar = 0.0;
-        for ch in &self.channels[site.channel_start as usize..site.channel_end as usize] {
+        for ch in self.site_channels(row[SITE] as usize) {
             ar += ch.propensity(row);
         }
         ar
@@ -670,7 +719,7 @@ impl Nsm {
         let row = self.row::<K>(base);
         let site_id = row[SITE] as usize;
         let counts = &row[C0..C0 + s];
-        let rates = &self.site_diff_rate[site_id * s..(site_id + 1) * s];
+        let rates = self.site_rates::<K>(site_id);
         let mut acc = 0.0;
         let mut species = usize::MAX;
         let mut rem = 0.0;
