@@ -501,6 +501,32 @@ impl Nsm {
         ar
     }
 
+    /// Reaction propensity of the subvolume at `base` now, and after one
+    /// more molecule of `species`, in one pass over its channels (each sum
+    /// in channel order, so bitwise equal to `reaction_propensity` before
+    /// and after the change).
+    #[inline(always)]
+    fn reaction_propensity_gain<const K: usize>(&self, base: usize, species: usize) -> (f64, f64) {
+        let row = self.row::<K>(base);
+        let pos = (C0 + species) as u32;
+        let (mut old, mut new) = (0.0, 0.0);
+        for ch in self.site_channels(row[SITE] as usize) {
+            debug_assert!((ch.a as usize) < row.len() && (ch.b as usize) < row.len());
+            // SAFETY: as in `Channel::propensity`.
+            let (xa, xb) = unsafe {
+                (
+                    *row.get_unchecked(ch.a as usize),
+                    *row.get_unchecked(ch.b as usize),
+                )
+            };
+            old += ch.c * xa as f64 * (xb as f64 - ch.dimer);
+            let xa1 = xa + u32::from(ch.a == pos);
+            let xb1 = xb + u32::from(ch.b == pos);
+            new += ch.c * xa1 as f64 * (xb1 as f64 - ch.dimer);
+        }
+        (old, new)
+    }
+
     pub fn time(&self) -> f64 {
         self.time
     }
@@ -745,7 +771,9 @@ impl Nsm {
         let inv_w = self.uniform_edge_inv[site_id * s + species];
         let delta = if inv_w > 0.0 {
             // x is uniform on [0, n_edges * w): edge floor(x / w).
-            let k = ((x * inv_w) as usize).min(edges.len() - 1);
+            // x * inv_w is finite and >= 0, far below 2^63: the i64
+            // conversion is one instruction and exact like `as usize`.
+            let k = ((x * inv_w) as i64 as usize).min(edges.len() - 1);
             self.edges[edges.start + k].delta
         } else {
             let mut acc = 0.0;
@@ -776,7 +804,15 @@ impl Nsm {
         }
         let t_j = self.rec.time(j);
         let sj = rowj[SITE] as usize;
-        let (adj, arj) = self.propensities::<K>(jbase);
+        let reactive = self.reactive[species];
+        let adj = self.diffusion_propensity::<K>(jbase);
+        // The count is < u32::MAX (checked above), so the +1 cannot wrap.
+        let (arj, ar_j) = if reactive {
+            self.reaction_propensity_gain::<K>(jbase, species)
+        } else {
+            let arj = self.reaction_propensity::<K>(jbase);
+            (arj, arj)
+        };
         let a_j_old = adj + arj;
         let cells = self.rec.cells_mut();
         cells[base + C0 + species] -= 1;
@@ -786,7 +822,6 @@ impl Nsm {
 
         // The diffusion terms change by exactly one molecule's rate; the
         // reaction terms only if the species reacts.
-        let reactive = self.reactive[species];
         // Recomputed, not decremented, so that an emptied subvolume gets
         // exactly zero.
         let ad_i = self.diffusion_propensity::<K>(base);
@@ -803,11 +838,6 @@ impl Nsm {
         };
         self.queue.update(&mut self.rec, i, next_i);
         let ad_j = adj + self.site_diff_rate[sj * s + species];
-        let ar_j = if reactive {
-            self.reaction_propensity::<K>(jbase)
-        } else {
-            arj
-        };
         let a_j_new = ad_j + ar_j;
         let next_j = if a_j_new <= 0.0 {
             f64::INFINITY
