@@ -161,7 +161,7 @@ def _bad(fragment_replace, fragment_expected):
         (("t_end = 0.02", "t_end = 0.0"), "[run].t_end = 0.0"),
         (("seed = 9", "seed = -9"), "[run].seed = -9"),
         (("seed = 9", 'solver = "ode"'), "[run].solver 'ode'"),
-        (('kind = "lattice"', 'kind = "mesh"'), "kind 'mesh'"),
+        (('kind = "lattice"', 'kind = "voronoi"'), "kind 'voronoi'"),
         (("shape = [6, 3, 2]", "shape = [6, 3]"), "shape"),
         (("spacing = 0.2", "spacing = 0"), "spacing"),
         (("[run]", "[runs]"), "unknown key 'runs'"),

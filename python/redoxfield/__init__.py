@@ -9,8 +9,17 @@ See docs/python-api.md.
 
 from . import fiber
 from ._version import __version__
-from .errors import GeometryError, ModelError, RedoxfieldError, ScenarioError, SimulationError
-from .geometry import Box, Lattice, SubvolumeGraph, Where
+from .ensemble import Ensemble
+from .ensemble_result import EnsembleResult
+from .errors import (
+    EnsembleError,
+    GeometryError,
+    ModelError,
+    RedoxfieldError,
+    ScenarioError,
+    SimulationError,
+)
+from .geometry import Box, Lattice, SubvolumeGraph, TetMesh, Where
 from .model import Model
 from .result import Result
 from .scenario import builtin_scenarios, load_scenario
@@ -18,6 +27,9 @@ from .simulation import Simulation
 
 __all__ = [
     "Box",
+    "Ensemble",
+    "EnsembleError",
+    "EnsembleResult",
     "GeometryError",
     "Lattice",
     "Model",
@@ -28,6 +40,7 @@ __all__ = [
     "Simulation",
     "SimulationError",
     "SubvolumeGraph",
+    "TetMesh",
     "Where",
     "__version__",
     "fiber",

@@ -4,6 +4,7 @@ Each table maps onto one call::
 
     [geometry]            -> rf.Lattice(shape=..., spacing=..., origin=...)
                              or kind = "fiber": rf.fiber.segment(**keys)
+                             or kind = "mesh": rf.TetMesh.load(path, scale=, ...)
     [compartments] c = .. -> space.compartment(c, "x > 1")
     [[membranes]]         -> space.membrane(name, between=(inner, outer), ...)
     [[permeabilities]]    -> m.permeability(species, membrane, P)
@@ -246,9 +247,11 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
         spacing = _get(geo, "spacing", "[geometry]", (int, float, list))
         origin_xyz = _get(geo, "origin", "[geometry]", (list,), [0.0, 0.0, 0.0])
         space = Lattice(shape=shape, spacing=spacing, origin=origin_xyz)
+    elif kind == "mesh":
+        space = _mesh_geometry(geo, origin)
     else:
         raise ScenarioError(
-            f"[geometry].kind {kind!r} is not supported (available: lattice, fiber)"
+            f"[geometry].kind {kind!r} is not supported (available: lattice, fiber, mesh)"
         )
 
     # compartments and membranes (lattice geometries; a fiber brings its own)
@@ -257,6 +260,11 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
         space.compartment(cname, _selector(sel, f"[compartments].{cname}"))
     for k, mem in enumerate(_list_of_tables(doc, "membranes")):
         where = f"membranes[{k}]"
+        if kind == "mesh":
+            raise ScenarioError(
+                f"{where}: a mesh's membranes are its surface physical groups; name them in "
+                "[geometry].membranes"
+            )
         _no_extra(mem, {"name", "between", "area_factor", "where"}, where)
         between = _get(mem, "between", where, (list,))
         if len(between) == 2 and all(isinstance(c, str) for c in between):
@@ -378,6 +386,51 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
     # initial conditions (negative or overflowing counts) surface at load time.
     scenario.simulation()
     return scenario
+
+
+def _find_mesh(path: str, origin: str) -> Path:
+    """A mesh path: absolute; else relative to the scenario file, the working
+    directory, each directory of $REDOXFIELD_MESH_PATH, the source tree's meshes/."""
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    bases = []
+    if origin != "<string>":
+        bases.append(Path(origin).parent)
+    bases.append(Path.cwd())
+    bases += [Path(d) for d in os.environ.get("REDOXFIELD_MESH_PATH", "").split(os.pathsep) if d]
+    bases.append(Path(__file__).resolve().parents[2] / "meshes")
+    for b in bases:
+        if (b / p).is_file():
+            return b / p
+        if (b / p.name).is_file():
+            return b / p.name
+    raise ScenarioError(
+        f"[geometry].path: mesh file {path!r} not found (looked in: "
+        f"{', '.join(str(b) for b in bases)}; set REDOXFIELD_MESH_PATH, or regenerate the "
+        "shipped meshes with python meshes/make_meshes.py)"
+    )
+
+
+def _mesh_geometry(geo: dict, origin: str) -> Any:
+    from .geometry.tetmesh import TetMesh
+
+    keys = {"kind", "path", "scale", "compartments", "membranes", "inner", "coupling", "check"}
+    _no_extra(geo, keys, "[geometry]")
+    path = _find_mesh(_get(geo, "path", "[geometry]", (str,)), origin)
+    scale = _get(geo, "scale", "[geometry]", (int, float, str), 1.0)
+    try:
+        return TetMesh.load(
+            path,
+            scale=scale,
+            compartments=_get(geo, "compartments", "[geometry]", (list, dict), None),
+            membranes=_get(geo, "membranes", "[geometry]", (list, dict), None),
+            inner=_get(geo, "inner", "[geometry]", (dict,), None),
+            coupling=_get(geo, "coupling", "[geometry]", (str,), "barycentric"),
+            check=_get(geo, "check", "[geometry]", (str,), "error"),
+        )
+    except RedoxfieldError as exc:
+        raise ScenarioError(f"[geometry]: {exc}") from None
 
 
 def load_scenario(source: str | os.PathLike[str]) -> Scenario:

@@ -3,8 +3,9 @@
 from .graph import SubvolumeGraph
 from .lattice import Lattice, Selector
 from .selectors import Box, Where
+from .tetmesh import TetMesh
 
-__all__ = ["Box", "Lattice", "Selector", "SubvolumeGraph", "Where", "as_graph"]
+__all__ = ["Box", "Lattice", "Selector", "SubvolumeGraph", "TetMesh", "Where", "as_graph"]
 
 
 def as_graph(space: object) -> SubvolumeGraph:
@@ -16,7 +17,7 @@ def as_graph(space: object) -> SubvolumeGraph:
         from ..errors import GeometryError
 
         raise GeometryError(
-            f"{type(space).__name__} is not a geometry: expected a Lattice, a SubvolumeGraph "
-            "or an object with a to_graph() method"
+            f"{type(space).__name__} is not a geometry: expected a Lattice, a TetMesh, a "
+            "SubvolumeGraph or an object with a to_graph() method"
         )
     return to_graph()

@@ -41,6 +41,7 @@ class SubvolumeGraph:
     - ``regions``: name -> (N,) bool mask (labels only; they never block diffusion).
     - ``membrane_areas`` (N, M) float64 µm², membrane ``m`` area inside each subvolume.
     - ``kind`` and ``meta``: what built it (``"lattice"`` with shape/spacing/origin, ...).
+    - ``points``, ``cells``: optional tetrahedra, one per subvolume (a ``TetMesh``).
     """
 
     volumes: NDArray[np.float64]
@@ -56,6 +57,10 @@ class SubvolumeGraph:
     membrane_areas: NDArray[np.float64] | None = None
     kind: str = "graph"
     meta: Mapping[str, Any] = field(default_factory=dict)
+    #: Optional cell geometry for pictures and the XDMF sidecar: ``points`` (P, 3)
+    #: µm and ``cells`` (N, 4) point indices, one tetrahedron per subvolume.
+    points: NDArray[np.float64] | None = None
+    cells: NDArray[np.int64] | None = None
 
     def __post_init__(self) -> None:
         if self.membrane_areas is None:
@@ -134,6 +139,13 @@ class SubvolumeGraph:
             raise GeometryError(
                 f"membrane_areas has shape {self.membrane_areas.shape}, expected ({n}, {nm})"
             )
+        if (self.points is None) != (self.cells is None):
+            raise GeometryError("points and cells go together (one tetrahedron per subvolume)")
+        if self.cells is not None and self.points is not None:
+            if self.cells.shape != (n, 4) or self.points.ndim != 2 or self.points.shape[1] != 3:
+                raise GeometryError(f"cells must be ({n}, 4) and points (P, 3)")
+            if self.cells.min() < 0 or self.cells.max() >= self.points.shape[0]:
+                raise GeometryError("cells hold a point index outside the points")
         for name, mask in self.regions.items():
             if mask.shape != (n,) or mask.dtype != np.bool_:
                 raise GeometryError(f"region {name!r} must be a (N,) boolean mask")

@@ -136,7 +136,7 @@ class ResultWriter:
         gg = f.create_group("geometry")
         gg.attrs["kind"] = graph.kind
         for key, value in graph.meta.items():
-            gg.attrs[key] = np.asarray(value)
+            gg.attrs[key] = value if isinstance(value, str) else np.asarray(value)
         if graph.kind == "lattice":
             gg.attrs["ordering"] = "x fastest: index = i + nx*(j + ny*k)"
         c = gg.create_dataset("centers", data=graph.centers, compression="gzip", shuffle=True)
@@ -155,6 +155,11 @@ class ResultWriter:
         reg = gg.create_group("regions")
         for name, mask in graph.regions.items():
             reg.create_dataset(name, data=mask.astype(np.uint8), compression="gzip")
+        if graph.points is not None and graph.cells is not None:
+            pts = gg.create_dataset("points", data=graph.points, compression="gzip")
+            pts.attrs["units"] = "um"
+            cl = gg.create_dataset("cells", data=graph.cells, compression="gzip", shuffle=True)
+            cl.attrs["note"] = "tetrahedron (4 indices into points) of each subvolume"
         if graph.kind != "lattice" or graph.membrane_names or len(graph.compartment_names) > 1:
             # A lattice with compartments/membranes no longer follows from its shape.
             eg = gg.create_group("edges")

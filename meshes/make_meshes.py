@@ -1,0 +1,44 @@
+"""Regenerate the meshes shipped in meshes/ (see meshes/README.md).
+
+    pip install 'redoxfield[mesh]'      # gmsh
+    python meshes/make_meshes.py        # writes meshes/*.vtu next to this script
+
+Every mesh is made by a function of :mod:`redoxfield.geometry.mesher` with a fixed
+gmsh seed, written through meshio as zlib-compressed VTU with the gmsh physical
+groups (cell data ``gmsh:physical``, names in the field data).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import redoxfield as rf
+from redoxfield.geometry import mesher
+
+HERE = Path(__file__).resolve().parent
+
+#: B3 (BENCHMARKS.md): the 4 µm cube, mean tet volume ~1e-3 µm³, a conforming
+#: plane at x = 0.5 µm (the source slab is volume group slab0).
+B3 = dict(size=4.0, h=0.17, cuts=(0.5,))
+#: The default fibre segment without the NMJ (structures a mesh resolves).
+FIBRE = dict(h=0.35, nmj=False)
+
+
+def main() -> None:
+    out = {}
+    out["b3-cube.vtu"] = mesher.cube(HERE / "b3-cube.vtu", **B3)
+    out["fibre-segment.vtu"] = mesher.fiber_segment(HERE / "fibre-segment.vtu", **FIBRE)
+    for name, path in out.items():
+        m = rf.TetMesh.load(path, compartments=None)
+        vol = m.volumes
+        print(
+            f"{name}: {m.n_subvolumes} tets, {m.points.shape[0]} points, mean volume "
+            f"{vol.mean():.3g} um^3, worst radius ratio {m.quality.worst_radius_ratio:.3g}, "
+            f"{path.stat().st_size / 1e6:.2f} MB",
+            file=sys.stderr,
+        )
+
+
+if __name__ == "__main__":
+    main()
