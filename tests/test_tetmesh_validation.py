@@ -135,7 +135,9 @@ def test_planar_source_decay_profile(mesh_dir):
     # replaces a 10/k burn-in (a short 1/k one is kept as a safety margin).
     birth = np.where(g.regions["slab0"], q * g.volumes * MOL, 0.0)
     n_star = spsolve(-_generator(g, D_SD, K).T.tocsc(), birth)
-    sim._counts[:, 0] = np.random.default_rng(5).poisson(n_star)
+    counts = sim.counts()
+    counts[:, 0] = np.random.default_rng(5).poisson(n_star)
+    sim.set_counts(counts)
     dt, t_burn, n = 0.05, 1.0 / K, 500
     eng = sim.make_engine()
     eng.advance(t_burn)

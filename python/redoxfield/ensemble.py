@@ -324,7 +324,7 @@ class _Base:
         )
         if self.counts is not None:
             # A Simulation ensemble: the given initial counts, then the swept setters.
-            sim._counts[...] = self.counts
+            sim.set_counts(self.counts)
             setters = [
                 (parse_parameter(n), v) for n, v in values.items() if n.startswith("initial/")
             ]
@@ -338,12 +338,7 @@ class _Base:
             entries = self.initial_for(values)
         for k, e in enumerate(entries):
             try:
-                if "concentration" in e:
-                    sim.set_concentration(e["species"], e["concentration"], e.get("region"))
-                elif "surface_density" in e:
-                    sim.set_surface_density(e["species"], e["surface_density"], e.get("membrane"))
-                else:
-                    sim.set_count(e["species"], e["count"], e.get("region"))
+                sim.apply_initial(e)
             except RedoxfieldError as exc:
                 raise EnsembleError(f"initial condition {k} ({e}): {exc}") from None
         sim.scenario_text = self.scenario_text

@@ -100,12 +100,7 @@ class Scenario:
         )
         for k, ic in enumerate(self.initial):
             try:
-                if "concentration" in ic:
-                    sim.set_concentration(ic["species"], ic["concentration"], ic.get("region"))
-                elif "surface_density" in ic:
-                    sim.set_surface_density(ic["species"], ic["surface_density"], ic["membrane"])
-                else:
-                    sim.set_count(ic["species"], ic["count"], ic.get("region"))
+                sim.apply_initial(ic)
             except RedoxfieldError as exc:
                 raise ScenarioError(f"initial[{k}]: {exc}") from None
         sim.scenario_text = self.text

@@ -21,7 +21,7 @@ import importlib
 import math
 import os
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -283,6 +283,38 @@ class Simulation:
     def initial_counts(self, species: str) -> NDArray[np.int64]:
         """(N,) initial counts of one species (a copy)."""
         return self._counts[:, self._species_index(species)].copy()
+
+    def set_counts(self, counts: NDArray[np.integer]) -> None:
+        """Replace all initial counts with an (N, S) integer array."""
+        a = np.asarray(counts)
+        if a.shape != self._counts.shape or not np.issubdtype(a.dtype, np.integer):
+            raise SimulationError(
+                f"set_counts needs an integer array of shape {self._counts.shape}, "
+                f"got {a.dtype} {a.shape}"
+            )
+        if a.size and (a.min() < 0 or a.max() > units.MAX_COUNT):
+            raise SimulationError(
+                f"set_counts: counts must lie in 0..{units.MAX_COUNT}, "
+                f"got {int(a.min())}..{int(a.max())}"
+            )
+        self._counts[...] = a
+
+    def apply_initial(self, entry: Mapping[str, Any]) -> None:
+        """Apply one initial condition given as a mapping, as in a scenario's
+        ``[[initial]]`` table: ``species`` plus one of ``concentration`` (with
+        optional ``region``), ``count`` (optional ``region``) or
+        ``surface_density`` (optional ``membrane``)."""
+        species = entry["species"]
+        if "concentration" in entry:
+            self.set_concentration(species, entry["concentration"], entry.get("region"))
+        elif "surface_density" in entry:
+            self.set_surface_density(species, entry["surface_density"], entry.get("membrane"))
+        elif "count" in entry:
+            self.set_count(species, entry["count"], entry.get("region"))
+        else:
+            raise SimulationError(
+                f"initial condition for {species!r} needs concentration, count or surface_density"
+            )
 
     # -- running ------------------------------------------------------------------------
     def make_engine(self) -> Any:
