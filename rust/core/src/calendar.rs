@@ -50,12 +50,15 @@ pub const IN_HEAP: u32 = u32::MAX;
 /// Location of an id filed in the coarse level.
 pub const IN_COARSE: u32 = u32::MAX - 1;
 
-/// A coarse-list entry: 16 bytes.
+/// A coarse-list entry: 12 bytes. Live iff `gen` is the id's current
+/// generation and the id is still located `IN_COARSE` (the time is then the
+/// live one, in the caller's store). The generation check needs no access to
+/// the caller's records, so a stale entry costs no cache miss on them.
 #[derive(Clone, Copy, Debug)]
 struct CNode {
-    time: f64,
     id: u32,
     next: u32,
+    gen: u32,
 }
 
 const NIL: u32 = u32::MAX;
@@ -108,6 +111,10 @@ pub struct CalendarQueue {
     cnodes: Vec<CNode>,
     /// Head of the free node list.
     cfree: u32,
+    /// Per id: generation of its latest coarse entry, bumped whenever the id
+    /// is filed in or leaves the coarse level (mod 256: a wrapped match is
+    /// caught by the location check).
+    cgen: Vec<u8>,
     /// Entries in the coarse lists, stale ones included.
     coarse_len: usize,
     heap: BinaryHeap<Reverse<HeapEntry>>,
@@ -195,6 +202,7 @@ impl CalendarQueue {
             coarse: vec![NIL; n_coarse],
             cnodes: Vec::new(),
             cfree: NIL,
+            cgen: vec![0; n],
             coarse_len: 0,
             heap: BinaryHeap::from(heap),
             heap_k: f64::INFINITY,
@@ -324,10 +332,12 @@ impl CalendarQueue {
     #[inline(always)]
     fn coarse_push<S: Store>(&mut self, store: &mut S, c: usize, id: usize, time: f64) {
         store.set(id, time, IN_COARSE);
+        let gen = self.cgen[id].wrapping_add(1);
+        self.cgen[id] = gen;
         let node = CNode {
-            time,
             id: id as u32,
             next: self.coarse[c],
+            gen: gen as u32,
         };
         let k = if self.cfree != NIL {
             let k = self.cfree;
@@ -345,6 +355,13 @@ impl CalendarQueue {
         }
     }
 
+    /// Whether a coarse node is its id's live entry; reads the store only
+    /// when the generation matches.
+    #[inline(always)]
+    fn coarse_live<S: Store>(&self, store: &S, node: CNode) -> bool {
+        self.cgen[node.id as usize] == node.gen as u8 && store.loc(node.id as usize) == IN_COARSE
+    }
+
     #[cold]
     #[inline(never)]
     fn compact_coarse<S: Store>(&mut self, store: &mut S) {
@@ -355,8 +372,7 @@ impl CalendarQueue {
             self.coarse[c] = NIL;
             while k != NIL {
                 let node = self.cnodes[k as usize];
-                let id = node.id as usize;
-                if store.loc(id) == IN_COARSE && store.time(id) == node.time {
+                if self.coarse_live(store, node) {
                     self.cnodes[k as usize].next = self.coarse[c];
                     self.coarse[c] = k;
                     len += 1;
@@ -417,10 +433,10 @@ impl CalendarQueue {
             self.cnodes[k as usize].next = self.cfree;
             self.cfree = k;
             self.coarse_len -= 1;
-            let id = node.id as usize;
-            if store.loc(id) == IN_COARSE && store.time(id) == node.time {
+            if self.coarse_live(store, node) {
                 // Within the fine range now (or the heap if its bucket is full).
-                self.place(store, id, node.time);
+                let id = node.id as usize;
+                self.place(store, id, store.time(id));
             }
             k = node.next;
         }
@@ -513,40 +529,62 @@ impl CalendarQueue {
     }
 
     /// The earliest (time, id); (inf, 0) when nothing is scheduled.
-    #[inline]
+    #[inline(always)]
     pub fn peek<S: Store>(&mut self, store: &mut S) -> (f64, usize) {
+        let b = (self.cur & self.mask) as usize;
+        // SAFETY: b <= mask < fill.len() == buckets.len().
+        let f = unsafe { *self.fill.get_unchecked(b) } as usize;
+        if f > 0 {
+            self.bucket_min(store, b, f)
+        } else {
+            self.peek_walk(store)
+        }
+    }
+
+    /// The minimum of bucket b (holding f > 0 entries) or of the heap.
+    #[inline(always)]
+    fn bucket_min<S: Store>(&mut self, store: &mut S, b: usize, f: usize) -> (f64, usize) {
+        debug_assert!(b < self.buckets.len() && f > 0 && f <= CAPACITY);
+        // SAFETY: b < buckets.len() (masked) and f <= CAPACITY.
+        let bucket = unsafe { self.buckets.get_unchecked(b).0.get_unchecked(..f) };
+        let mut best = (bucket[0].time, bucket[0].id);
+        let mut next = 0;
+        for (k, s) in bucket.iter().enumerate().skip(1) {
+            if before((s.time, s.id), best) {
+                best = (s.time, s.id);
+                next = k;
+            }
+        }
+        // Hint: another entry of this bucket (the runner-up when there
+        // are two), else the first entry of the next bucket.
+        let h = if f > 1 {
+            &bucket[if next == 0 { 1 } else { 0 }]
+        } else {
+            let b1 = ((self.cur + 1) & self.mask) as usize;
+            // SAFETY: b1 <= mask.
+            unsafe { self.buckets.get_unchecked(b1).0.get_unchecked(0) }
+        };
+        self.hint = (h.id, h.tag);
+        if best.0 < self.heap_top {
+            return (best.0, best.1 as usize);
+        }
+        let (th, ih) = self.heap_peek(store);
+        if before((th, ih as u32), best) {
+            return (th, ih);
+        }
+        (best.0, best.1 as usize)
+    }
+
+    /// `peek` when bucket cur is empty: walk (and skip) to the next
+    /// non-empty bucket, moving through epochs, or to the heap minimum.
+    #[inline(never)]
+    fn peek_walk<S: Store>(&mut self, store: &mut S) -> (f64, usize) {
         let mut walked = 0u32;
         loop {
             let b = (self.cur & self.mask) as usize;
-            // SAFETY: b <= mask < fill.len() == buckets.len().
-            let f = unsafe { *self.fill.get_unchecked(b) } as usize;
+            let f = self.fill[b] as usize;
             if f > 0 {
-                let bucket = unsafe { &self.buckets.get_unchecked(b).0[..f] };
-                let mut best = (bucket[0].time, bucket[0].id);
-                let mut next = 0;
-                for (k, s) in bucket.iter().enumerate().skip(1) {
-                    if before((s.time, s.id), best) {
-                        best = (s.time, s.id);
-                        next = k;
-                    }
-                }
-                // Hint: another entry of this bucket (the runner-up when there
-                // are two), else the first entry of the next bucket.
-                let h = if f > 1 {
-                    &bucket[if next == 0 { 1 } else { 0 }]
-                } else {
-                    let b1 = ((self.cur + 1) & self.mask) as usize;
-                    unsafe { self.buckets.get_unchecked(b1).0.get_unchecked(0) }
-                };
-                self.hint = (h.id, h.tag);
-                if best.0 < self.heap_top {
-                    return (best.0, best.1 as usize);
-                }
-                let (th, ih) = self.heap_peek(store);
-                if before((th, ih as u32), best) {
-                    return (th, ih);
-                }
-                return (best.0, best.1 as usize);
+                return self.bucket_min(store, b, f);
             }
             let next = self.cur + 1;
             // An overflowed entry may be due before the next bucket starts.
@@ -612,6 +650,9 @@ impl CalendarQueue {
             }
             unsafe { *self.fill.get_unchecked_mut(b) = last as u8 };
             self.in_calendar -= 1;
+        } else if loc == IN_COARSE {
+            // Its coarse entry goes stale without a look at its record.
+            self.cgen[id] = self.cgen[id].wrapping_add(1);
         }
         // Otherwise its coarse or heap entry (if any) becomes stale once the
         // time or the location changes.
@@ -672,12 +713,11 @@ impl CalendarQueue {
             let mut k = std::mem::replace(&mut self.coarse[c], NIL);
             while k != NIL {
                 let node = self.cnodes[k as usize];
-                let id = node.id as usize;
-                if store.loc(id) == IN_COARSE && store.time(id) == node.time {
-                    // Out of the coarse level: a duplicate stays stale.
+                if self.coarse_live(store, node) {
+                    let id = node.id as usize;
                     store.set_loc(id, IN_HEAP);
                     moved.push(Slot {
-                        time: node.time,
+                        time: store.time(id),
                         id: node.id,
                         tag: 0,
                     });
@@ -707,6 +747,7 @@ impl CalendarQueue {
             + self.fill.capacity()
             + self.coarse.capacity() * std::mem::size_of::<u32>()
             + self.cnodes.capacity() * std::mem::size_of::<CNode>()
+            + self.cgen.capacity()
             + self.heap.capacity() * std::mem::size_of::<Reverse<HeapEntry>>()
     }
 }
@@ -841,7 +882,7 @@ mod tests {
                             let mut found = false;
                             while k != NIL {
                                 let node = q.cnodes[k as usize];
-                                found |= node.id as usize == id && node.time == t;
+                                found |= node.id as usize == id && node.gen as u8 == q.cgen[id];
                                 k = node.next;
                             }
                             assert!(found, "n {n} step {step}: id {id} not in its coarse list");
