@@ -71,7 +71,7 @@ struct Slot {
 }
 
 const CAPACITY: usize = 8;
-const TARGET_PER_BUCKET: f64 = 1.0;
+const TARGET_PER_BUCKET: f64 = 2.0;
 const TUNE_EVERY: u64 = 1 << 16;
 /// Events between two checks for an early retune.
 const CHECK_EVERY: u64 = 1 << 8;
@@ -173,7 +173,7 @@ impl CalendarQueue {
     /// total propensity), from which the bucket width is set; a `rate` that
     /// is not finite and positive is ignored.
     pub fn build_with_rate<S: Store>(n: usize, store: &mut S, rate: f64) -> Self {
-        let n_buckets = (n.max(1) / 8).next_power_of_two().clamp(256, 1 << 15);
+        let n_buckets = (n.max(1) / 16).next_power_of_two().clamp(256, 1 << 15);
         let n_coarse = (2 * n_buckets).clamp(1024, 1 << 14);
         let mut finite = Vec::new();
         let mut heap = Vec::new();
