@@ -63,11 +63,22 @@ struct CNode {
 
 const NIL: u32 = u32::MAX;
 
-#[derive(Clone, Copy, Debug, Default)]
+/// A bucket entry. Unused slots hold `Slot::default()` (time +inf).
+#[derive(Clone, Copy, Debug)]
 struct Slot {
     time: f64,
     id: u32,
     tag: u32,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            time: f64::INFINITY,
+            id: u32::MAX,
+            tag: 0,
+        }
+    }
 }
 
 const CAPACITY: usize = 8;
@@ -643,11 +654,13 @@ impl CalendarQueue {
             debug_assert!(f > 0 && loc < b * CAPACITY + f);
             let last = f - 1;
             let bucket = unsafe { &mut self.buckets.get_unchecked_mut(b).0 };
-            if loc % CAPACITY != last {
-                let moved = bucket[last % CAPACITY];
-                bucket[loc % CAPACITY] = moved;
-                store.set_loc(moved.id as usize, loc as u32);
-            }
+            // Move the last entry into the hole and clear the last slot,
+            // without a branch: when id itself is last, it is "moved" onto
+            // itself and its location is set below anyway.
+            let moved = bucket[last % CAPACITY];
+            bucket[loc % CAPACITY] = moved;
+            bucket[last % CAPACITY] = Slot::default();
+            store.set_loc(moved.id as usize, loc as u32);
             unsafe { *self.fill.get_unchecked_mut(b) = last as u8 };
             self.in_calendar -= 1;
         } else if loc == IN_COARSE {
@@ -706,6 +719,7 @@ impl CalendarQueue {
         for b in 0..self.fill.len() {
             let f = self.fill[b] as usize;
             moved.extend_from_slice(&self.buckets[b].0[..f]);
+            self.buckets[b] = Bucket::default();
             self.fill[b] = 0;
         }
         self.in_calendar = 0;
@@ -865,8 +879,12 @@ mod tests {
                 q.update(&mut store, other, other_t);
                 times[other] = other_t;
                 assert_eq!(store.time(other), other_t);
-                // Every location is consistent.
+                // Every location is consistent, unused slots are cleared.
                 if step % 4096 == 0 {
+                    for (b, bucket) in q.buckets.iter().enumerate() {
+                        let f = q.fill[b] as usize;
+                        assert!(bucket.0[f..].iter().all(|s| s.time == f64::INFINITY));
+                    }
                     for (id, &t) in times.iter().enumerate() {
                         assert_eq!(store.time(id), t);
                         let loc = store.loc(id);
