@@ -14,6 +14,19 @@ from redoxfield import fiber
 from redoxfield.cli import main
 
 HAVE_CORE = importlib.util.find_spec("redoxfield._core") is not None
+#: the explicit schematic layout (before the volume fractions; the meshes' layout)
+LEGACY = dict(mito_volume_fraction=None, tc_volume_fraction=None, lsr_volume_fraction=0.0)
+
+#: literature volume fractions of the fibre the default segment reproduces, and the
+#: tolerance (relative) on the analytic and on the lattice value. Sources:
+#: docs/geometry.md (Eisenberg, Kuda & Peter 1974 [abs], guinea-pig soleus).
+TARGETS = {
+    "mitochondria": (0.0485, 0.005, 0.02),
+    "subsarcolemmal_share": (1 / 3, 0.005, 0.05),  # "about a third" within 1 um
+    "terminal_cisternae": (0.0104, 0.01, 0.01),  # whole-voxel strips: rounding < 1 %
+    "sr": (0.0352, 0.01, 0.01),
+    "nucleus": (0.0086, 0.005, 0.02),
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +45,42 @@ def test_default_segment_within_two_percent(default_segment):
 
 def test_convergence_over_three_resolutions():
     # A smaller segment (r = 1.5 um, one sarcomere: every structure but the
-    # inter-myofibrillar mitochondria, which sit on interior Z-lines) at h = 0.1,
-    # 0.05, 0.025 um: the mean |relative error| over all compartments and membranes
-    # shrinks with h (figures in docs/geometry.md).
+    # inter-myofibrillar mitochondria, which sit on interior Z-lines, so all the
+    # mitochondrial volume is subsarcolemmal here) at h = 0.1, 0.05, 0.025 um: the
+    # mean |relative error| over all compartments and membranes shrinks with h
+    # (figures in docs/geometry.md).
     means = []
     for h in (0.1, 0.05, 0.025):
-        errs = fiber.segment(radius=1.5, sarcomeres=1, spacing=h).relative_errors()
+        small = dict(radius=1.5, sarcomeres=1, spacing=h, ss_mito_share=1.0)
+        errs = fiber.segment(**small).relative_errors()
         if h <= 0.05:  # at h = 0.1 the 0.25-0.5 um structures of this small segment miss
             assert max(abs(e) for e in errs.values()) < 0.025
         means.append(np.mean([abs(e) for e in errs.values()]))
     assert means[0] > means[1] > means[2]
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_default_volume_fractions_match_literature(default_segment, name):
+    target, tol_analytic, tol_lattice = TARGETS[name]
+    fr = default_segment.volume_fractions
+    assert fr["analytic"][name] == pytest.approx(target, rel=tol_analytic)
+    assert fr["lattice"][name] == pytest.approx(target, rel=tol_lattice)
+
+
+def test_fibre_type_presets_set_the_mitochondrial_fraction():
+    sp = fiber.segment(fibre_type="rat_svl")
+    assert sp.parameters.mito_volume_fraction == 0.087
+    assert sp.volume_fractions["analytic"]["mitochondria"] == pytest.approx(0.087, rel=0.005)
+    assert sp.volume_fractions["lattice"]["mitochondria"] == pytest.approx(0.087, rel=0.03)
+    # an explicit fraction wins over the preset
+    p = fiber.segment(
+        fibre_type="rat_svl",
+        mito_volume_fraction=0.0485,
+        radius=1.5,
+        sarcomeres=1,
+        ss_mito_share=1.0,
+    ).parameters
+    assert p.mito_volume_fraction == 0.0485
 
 
 def test_structure_layout(default_segment):
@@ -75,8 +114,12 @@ def test_structure_layout(default_segment):
         ({"sarcomeres": 0}, "sarcomeres"),
         ({"sarcomere_length": -1.0}, "sarcomere_length"),
         ({"a_band_length": 2.5}, "a_band_length"),
-        ({"imf_positions": ((2.4, 0.0),)}, "outside the fibre"),
-        ({"imf_positions": ((0.5, 0.5),)}, "overlaps terminal cisterna"),
+        ({"imf_positions": ((2.4, 0.0),), **LEGACY}, "outside the fibre"),
+        ({"imf_positions": ((0.5, 0.5),), **LEGACY}, "overlaps terminal cisterna"),
+        ({"fibre_type": "frog"}, "unknown fibre_type 'frog'"),
+        ({"mito_volume_fraction": -0.1}, "mito_volume_fraction = -0.1 must be non-negative"),
+        ({"sarcomeres": 1}, "no room for inter-myofibrillar mitochondria"),
+        ({"mito_volume_fraction": 0.004}, "ims_thickness"),
         ({"nucleus_aspect": 10.0}, "nucleus lies outside the fibre"),
         ({"ss_semi_axes": (0.5, 0.05)}, "ims_thickness"),
         ({"spacing": 0.2}, "ims_thickness = 0.1 um is thinner than one voxel"),

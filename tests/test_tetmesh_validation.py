@@ -135,7 +135,7 @@ def test_planar_source_decay_profile(mesh_dir):
     # replaces a 10/k burn-in (a short 1/k one is kept as a safety margin).
     birth = np.where(g.regions["slab0"], q * g.volumes * MOL, 0.0)
     n_star = spsolve(-_generator(g, D_SD, K).T.tocsc(), birth)
-    counts = sim.counts()
+    counts = sim.counts
     counts[:, 0] = np.random.default_rng(5).poisson(n_star)
     sim.set_counts(counts)
     dt, t_burn, n = 0.05, 1.0 / K, 500
@@ -169,7 +169,18 @@ def test_planar_source_decay_profile(mesh_dir):
     assert np.all(np.abs(rel[checked]) < 0.05), report
 
 
-FIBRE = dict(radius=2.5, sarcomeres=1, nmj=False, ims_thickness=0.2, ss_semi_axes=(0.5, 0.45))
+# The explicit (schematic) mitochondria and TC layout: the one mesher.fiber_segment
+# builds (the volume-fraction layout of fiber.segment is lattice-only so far).
+FIBRE = dict(
+    radius=2.5,
+    sarcomeres=1,
+    nmj=False,
+    ims_thickness=0.2,
+    ss_semi_axes=(0.5, 0.45),
+    mito_volume_fraction=None,
+    tc_volume_fraction=None,
+    lsr_volume_fraction=0.0,
+)
 
 
 def _fibre_model() -> rf.Model:

@@ -32,7 +32,23 @@ from numpy.typing import NDArray
 from .errors import GeometryError
 from .geometry.lattice import Lattice
 
-__all__ = ["COMPARTMENTS", "MEMBRANES", "FiberParameters", "FiberSegment", "segment"]
+__all__ = [
+    "COMPARTMENTS",
+    "FIBRE_TYPES",
+    "MEMBRANES",
+    "FiberParameters",
+    "FiberSegment",
+    "segment",
+]
+
+#: Fibre-type presets: total mitochondrial volume fraction and its source. The
+#: subsarcolemmal share (1/3) and the SR fractions are the guinea-pig soleus ones
+#: for all (no rat values checked: [flagged] for the rat presets).
+FIBRE_TYPES: dict[str, tuple[float, str]] = {
+    "soleus_guinea_pig": (0.0485, "guinea-pig soleus, Eisenberg, Kuda & Peter 1974 [abs]"),
+    "rat_soleus": (0.155, "rat soleus [abs] (PARAMETERS.md)"),
+    "rat_svl": (0.087, "rat superficial vastus lateralis [abs] (PARAMETERS.md)"),
+}
 
 #: Compartments of a fibre segment, in label order.
 COMPARTMENTS = (
@@ -92,17 +108,53 @@ class FiberParameters:
     #: [flagged] myofibril radius 0.5 µm [model] sets the pitch (1.0 µm) of the
     #: inter-myofibrillar lattice where TC and mitochondria sit.
     myofibril_radius: float = 0.5
-    #: [flagged] terminal cisterna (lumped TC pair of a triad, straddling the T-plane)
-    #: box: thickness along x and width. Gives ~0.3 % TC volume vs 1.04 % (Eisenberg
-    #: 1974 [abs]); the real TC are thinner than a voxel.
+    #: Volume fractions of the fibre (the cylinder R, L), from which the default
+    #: mitochondria and SR are sized. Total mitochondria 4.85 % (guinea-pig soleus,
+    #: Eisenberg, Kuda & Peter 1974 [abs]). ``None``: the explicit schematic layout
+    #: (``imf_positions``, ``ss_x_fractions``, ... below), the one
+    #: :mod:`redoxfield.geometry.mesher` builds.
+    mito_volume_fraction: float | None = 0.0485
+    #: a preset of :data:`FIBRE_TYPES`; it sets ``mito_volume_fraction`` unless that
+    #: is given too.
+    fibre_type: str | None = None
+    #: share of the mitochondrial volume in the subsarcolemmal layer (within 1 µm of
+    #: the surface): about one third (Eisenberg 1974 [abs]); the rest is
+    #: inter-myofibrillar, in the core deeper than 1 µm.
+    ss_mito_share: float = 1.0 / 3.0
+    #: [flagged] inter-myofibrillar mitochondria: radial semi-axis; they sit on the
+    #: Z-lines (centred in the I-band) at the inter-myofibrillar points of the 1 µm
+    #: myofibril lattice deeper than 1 µm, and their length along x is what the
+    #: volume asks (it crosses the T-planes when long).
+    imf_radius: float = 0.4
+    #: [flagged] subsarcolemmal mitochondria: ``ss_per_ring`` prolate spheroids
+    #: (x/radial aspect ``ss_aspect``) around the circumference at each A-band
+    #: centre, ``ss_gap`` under the sarcolemma; sized by the volume.
+    ss_per_ring: int = 3
+    ss_aspect: float = 1.5
+    #: terminal cisternae 1.04 % of the fibre (guinea-pig soleus, Eisenberg 1974
+    #: [abs]); ``None``: the explicit ``tc_width`` boxes. Strips of width
+    #: ``sr_strip_width`` and thickness ``tc_thickness`` (x) at each T-plane in the
+    #: inter-myofibrillar channels, their lengths in whole voxels (so the lattice
+    #: holds them exactly).
+    tc_volume_fraction: float | None = 0.0104
+    #: longitudinal SR: SR total 3.52 % (Eisenberg 1974 [abs]) minus TC 1.04 % =
+    #: 2.48 %, strips along the A-band between the TCs (one voxel gap: a separate
+    #: piece of ``sr_lumen``, [flagged]). 0 leaves it out.
+    lsr_volume_fraction: float = 0.0248
+    #: [flagged] TC thickness along x and SR strip width; the real TC are thinner
+    #: than a voxel. With ``tc_volume_fraction=None``: square TC boxes of side
+    #: ``tc_width`` at the four inner lattice points (old schematic, 0.59 %).
     tc_thickness: float = 0.2
+    sr_strip_width: float = 0.2
     tc_width: float = 0.4
-    #: [flagged] inter-myofibrillar mitochondria: spheroid semi-axes (x, radial)
-    #: centred on interior Z-lines at (y, z) offsets ``imf_positions``.
+    #: [flagged] explicit (schematic) mitochondria, used when
+    #: ``mito_volume_fraction`` is None: spheroid semi-axes (x, radial) centred on
+    #: interior Z-lines at (y, z) offsets ``imf_positions``.
     imf_semi_axes: tuple[float, float] = (0.3, 0.35)
     imf_positions: tuple[tuple[float, float], ...] = ((1.1, 0.0), (-1.1, 0.0), (0.0, 1.1))
-    #: [flagged] subsarcolemmal mitochondria (under the NMJ, +z side): semi-axes,
-    #: x positions as fractions of the segment, gap to the sarcolemma.
+    #: [flagged] subsarcolemmal mitochondria (explicit layout: under the NMJ, +z
+    #: side): semi-axes, x positions as fractions of the segment; ``ss_gap`` (both
+    #: layouts) is the gap to the sarcolemma.
     ss_semi_axes: tuple[float, float] = (0.5, 0.3)
     ss_x_fractions: tuple[float, ...] = (0.25, 0.75)
     ss_gap: float = 0.15
@@ -320,7 +372,11 @@ class FiberSegment(Lattice):
     (``{"volumes": {compartment: µm³}, "areas": {membrane: µm²}}``), ``axis_center``
     (y, z of the fibre axis), ``triad_planes`` (x of the T-planes),
     ``ttubule_dropped_area`` (µm² of T-plane area that fell in no cytosol voxel),
-    ``effective_cleft_width`` (µm: ``max(cleft_width, 2 h)``, see docs/geometry.md).
+    ``effective_cleft_width`` (µm: ``max(cleft_width, 2 h)``, see docs/geometry.md),
+    ``volume_fractions`` (``{"analytic": {...}, "lattice": {...}}``: mitochondria,
+    their share within 1 µm of the surface, terminal cisternae, longitudinal SR, SR,
+    nucleus, as fractions of the fibre cylinder; the lattice share counts the
+    mitochondrial voxels whose centre is within 1 µm of the sarcolemma).
     """
 
     parameters: FiberParameters
@@ -363,13 +419,16 @@ def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
 
 def _check(p: FiberParameters) -> None:
     for name, value in asdict(p).items():
-        if name in ("nmj",):
+        if name in ("nmj",) or (value is None and name.endswith("volume_fraction")):
             continue
-        if name == "sarcomeres":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if name == "fibre_type":
+            if value is not None and value not in FIBRE_TYPES:
                 raise GeometryError(
-                    f"fiber parameter sarcomeres = {value!r} must be an integer >= 1"
+                    f"unknown fibre_type {value!r} (known: {', '.join(sorted(FIBRE_TYPES))})"
                 )
+        elif name in ("sarcomeres", "ss_per_ring"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise GeometryError(f"fiber parameter {name} = {value!r} must be an integer >= 1")
         elif name == "supersample":
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16:
                 raise GeometryError(f"fiber parameter supersample = {value!r} must be 1..16")
@@ -385,13 +444,23 @@ def _check(p: FiberParameters) -> None:
             for i, v in enumerate(value):
                 _positive(f"{name}[{i}]", v)
         else:
-            zero_ok = name in ("ttubule_area_density", "nucleus_volume_fraction", "cleft_width")
+            zero_ok = name in (
+                "ttubule_area_density",
+                "nucleus_volume_fraction",
+                "cleft_width",
+                "mito_volume_fraction",
+                "ss_mito_share",
+                "tc_volume_fraction",
+                "lsr_volume_fraction",
+            )
             _positive(name, value, allow_zero=zero_ok)
     if p.a_band_length >= p.sarcomere_length:
         raise GeometryError(
             f"a_band_length = {p.a_band_length} must be shorter than sarcomere_length = "
             f"{p.sarcomere_length}"
         )
+    if not 0 <= p.ss_mito_share <= 1:
+        raise GeometryError(f"ss_mito_share = {p.ss_mito_share} must be in [0, 1]")
     if p.nucleus_volume_fraction >= 0.5:
         raise GeometryError(f"nucleus_volume_fraction = {p.nucleus_volume_fraction} is too large")
     h = p.spacing
@@ -425,6 +494,9 @@ def segment(**kwargs: Any) -> FiberSegment:
         raise GeometryError(
             f"unknown fiber parameter {bad[0]!r} (known: {', '.join(sorted(known))})"
         )
+    ft = kwargs.get("fibre_type")
+    if ft is not None and ft in FIBRE_TYPES and "mito_volume_fraction" not in kwargs:
+        kwargs["mito_volume_fraction"] = FIBRE_TYPES[ft][0]
     p = replace(FiberParameters(), **kwargs)
     _check(p)
     return _build(p)
@@ -458,39 +530,49 @@ def _build(p: FiberParameters) -> FiberSegment:
         a = p.nucleus_aspect * b
         nuc = _Spheroid((Lx / 2, cy, cz - (R - p.nucleus_gap - b)), a, b)
     t = p.ims_thickness
-    mitos: list[tuple[str, _Spheroid]] = []
-    for k in range(1, p.sarcomeres):
-        for dy, dz in p.imf_positions:
-            ax, ar = p.imf_semi_axes
-            mitos.append(
-                (f"imf mitochondrion at Z-line {k}", _Spheroid((k * Ls, cy + dy, cz + dz), ax, ar))
-            )
-    for f in p.ss_x_fractions:
-        ax, ar = p.ss_semi_axes
-        mitos.append(
-            (
-                f"subsarcolemmal mitochondrion at x = {f * Lx:g}",
-                _Spheroid((f * Lx, cy, cz + R - p.ss_gap - ar), ax, ar),
-            )
-        )
     i_band_half = (Ls - p.a_band_length) / 2
     planes = sorted(
         s * Ls + off for s in range(p.sarcomeres) for off in (i_band_half, Ls - i_band_half)
     )
     pitch = 2 * p.myofibril_radius
-    grid = [pitch / 2 * np.array([sy, sz]) for sy in (-1, 1) for sz in (-1, 1)]
+    mitos: list[tuple[str, _Spheroid]] = []
     tcs: list[tuple[str, _Box]] = []
-    w2, t2 = p.tc_width / 2, p.tc_thickness / 2
-    for xt in planes:
-        for gy, gz in grid:
-            tcs.append(
+    if p.mito_volume_fraction is None:
+        for k in range(1, p.sarcomeres):
+            for dy, dz in p.imf_positions:
+                ax, ar = p.imf_semi_axes
+                mitos.append(
+                    (
+                        f"imf mitochondrion at Z-line {k}",
+                        _Spheroid((k * Ls, cy + dy, cz + dz), ax, ar),
+                    )
+                )
+        for f in p.ss_x_fractions:
+            ax, ar = p.ss_semi_axes
+            mitos.append(
                 (
-                    f"terminal cisterna at x = {xt:g}",
-                    _Box(
-                        (xt - t2, cy + gy - w2, cz + gz - w2), (xt + t2, cy + gy + w2, cz + gz + w2)
-                    ),
+                    f"subsarcolemmal mitochondrion at x = {f * Lx:g}",
+                    _Spheroid((f * Lx, cy, cz + R - p.ss_gap - ar), ax, ar),
                 )
             )
+    if p.tc_volume_fraction is None:
+        grid = [pitch / 2 * np.array([sy, sz]) for sy in (-1, 1) for sz in (-1, 1)]
+        w2, t2 = p.tc_width / 2, p.tc_thickness / 2
+        for xt in planes:
+            for gy, gz in grid:
+                tcs.append(
+                    (
+                        f"terminal cisterna at x = {xt:g}",
+                        _Box(
+                            (xt - t2, cy + gy - w2, cz + gz - w2),
+                            (xt + t2, cy + gy + w2, cz + gz + w2),
+                        ),
+                    )
+                )
+    if p.mito_volume_fraction is not None or p.tc_volume_fraction is not None:
+        mitos_d, tcs_d = _layout(p, vol_fibre, planes, cy, cz, nuc, mitos + tcs)
+        mitos += mitos_d
+        tcs += tcs_d
     term = tmito = None
     if p.nmj:
         hl = p.nmj_half_length_fraction * Lx
@@ -692,6 +774,38 @@ def _build(p: FiberParameters) -> FiberSegment:
         "volumes": {k: v for k, v in volumes.items() if v > 0},
         "areas": {k: a for k, a in areas.items() if a > 0},
     }
+    # Volume fractions of the fibre cylinder (analytic, and on the lattice).
+    v_ss = sum(m.volume for name, m in mitos if name.startswith("subsarcolemmal"))
+    v_tc = sum(b.volume for name, b in tcs if name.startswith("terminal"))
+    frac = {
+        "mitochondria": v_fib_mito / vol_fibre,
+        "subsarcolemmal_share": v_ss / v_fib_mito if v_fib_mito > 0 else 0.0,
+        "terminal_cisternae": v_tc / vol_fibre,
+        "longitudinal_sr": (v_sr - v_tc) / vol_fibre,
+        "sr": v_sr / vol_fibre,
+        "nucleus": v_nuc / vol_fibre,
+    }
+    in_fib = np.hypot(y - cy, z - cz) < R
+    vox_v = space.volumes
+    is_mito = in_fib & ((ids == IMS) | (ids == MAT))
+    near = is_mito & (np.hypot(y - cy, z - cz) >= R - SS_LAYER_DEPTH)
+    in_tc = np.zeros(n, dtype=bool)
+    for name, b in tcs:
+        if name.startswith("terminal"):
+            in_tc |= b.inside(x, y, z)
+    is_sr = ids == SR
+    v_m = float(vox_v[is_mito].sum())
+    space.volume_fractions = {
+        "analytic": frac,
+        "lattice": {
+            "mitochondria": v_m / vol_fibre,
+            "subsarcolemmal_share": float(vox_v[near].sum()) / v_m if v_m > 0 else 0.0,
+            "terminal_cisternae": float(vox_v[is_sr & in_tc].sum()) / vol_fibre,
+            "longitudinal_sr": float(vox_v[is_sr & ~in_tc].sum()) / vol_fibre,
+            "sr": float(vox_v[is_sr].sum()) / vol_fibre,
+            "nucleus": float(vox_v[ids == NUC].sum()) / vol_fibre,
+        },
+    }
 
     # Regions (voxel-centre tests) -----------------------------------------------------
     r = np.hypot(y - cy, z - cz)
@@ -720,6 +834,178 @@ def _build(p: FiberParameters) -> FiberSegment:
             space.region(name, mask)
     space._graph = None
     return space
+
+
+#: depth of the subsarcolemmal layer that holds about a third of the mitochondria
+#: (within 1 µm of the surface, Eisenberg, Kuda & Peter 1974 [abs]).
+SS_LAYER_DEPTH = 1.0
+
+
+def _bbox_overlap(s1: Any, s2: Any, eps: float = 1e-9) -> bool:
+    lo_i, hi_i = s1.bounds()
+    lo_j, hi_j = s2.bounds()
+    return bool(np.all(lo_i < hi_j - eps) and np.all(lo_j < hi_i - eps))
+
+
+def _layout(
+    p: FiberParameters,
+    vol_fibre: float,
+    planes: list[float],
+    cy: float,
+    cz: float,
+    nuc: _Spheroid | None,
+    fixed: list[tuple[str, Any]],
+) -> tuple[list[tuple[str, _Spheroid]], list[tuple[str, _Box]]]:
+    """Mitochondria and SR sized from the volume fractions (docs/geometry.md).
+
+    Sites are tried in a fixed order (nucleus, inter-myofibrillar mitochondria,
+    subsarcolemmal mitochondria, terminal cisternae, longitudinal SR); a site whose
+    solid would leave the fibre or whose bounding box would meet one already placed
+    is dropped and the volume is shared among the remaining sites (sizes are
+    recomputed until the set of sites is stable)."""
+    h, R, Ls = p.spacing, p.radius, p.sarcomere_length
+    Lx = p.sarcomeres * Ls
+    eps = 1e-9
+    placed: list[Any] = ([nuc] if nuc is not None else []) + [s for _, s in fixed]
+    pitch = 2 * p.myofibril_radius
+    n_pts = int(math.ceil(R / pitch)) + 1
+    points = sorted(
+        (
+            ((i + 0.5) * pitch, (j + 0.5) * pitch)
+            for i in range(-n_pts, n_pts)
+            for j in range(-n_pts, n_pts)
+        ),
+        key=lambda q: (round(math.hypot(*q), 9), q),
+    )
+
+    def free(solid: Any) -> bool:
+        lo, hi = solid.bounds()
+        if lo[0] < -eps or hi[0] > Lx + eps:
+            return False
+        if isinstance(solid, _Spheroid):
+            r_out = math.hypot(solid.c[1] - cy, solid.c[2] - cz) + solid.b
+        else:
+            r_out = max(math.hypot(y - cy, z - cz) for y in (lo[1], hi[1]) for z in (lo[2], hi[2]))
+        if r_out > R - eps:
+            return False
+        return not any(_bbox_overlap(solid, q) for q in placed)
+
+    def fit(make, sites):
+        """``make(i, site, n)`` at every site; drop the sites whose solid is not
+        free and size again for the survivors, until all fit."""
+        while sites:
+            got = [(site, make(i, site, len(sites))) for i, site in enumerate(sites)]
+            ok = [site for site, m in got if m is not None and free(m[1])]
+            if len(ok) == len(sites):
+                return [m for _, m in got if m is not None]
+            sites = ok
+        return []
+
+    mitos: list[tuple[str, _Spheroid]] = []
+    if p.mito_volume_fraction:
+        v_mito = p.mito_volume_fraction * vol_fibre
+        v_ss = p.ss_mito_share * v_mito
+        v_imf = v_mito - v_ss
+        if v_imf > 0:
+            b = p.imf_radius
+            core = R - SS_LAYER_DEPTH
+            sites = [
+                (k, q) for k in range(1, p.sarcomeres) for q in points if math.hypot(*q) + b <= core
+            ]
+
+            def make_imf(i, site, n):
+                k, (dy, dz) = site
+                a = v_imf / n / (4 / 3 * math.pi * b * b)
+                return (
+                    f"imf mitochondrion at Z-line {k}",
+                    _Spheroid((k * Ls, cy + dy, cz + dz), a, b),
+                )
+
+            got = fit(make_imf, sites)
+            if not got:
+                raise GeometryError(
+                    "no room for inter-myofibrillar mitochondria (they sit on interior Z-lines, "
+                    f"deeper than {SS_LAYER_DEPTH:g} um): use more sarcomeres, a larger radius, "
+                    "ss_mito_share = 1 or mito_volume_fraction = None"
+                )
+            mitos += got
+            placed.extend(s for _, s in got)
+        if v_ss > 0:
+            sites = [
+                ((s + 0.5) * Ls, 2 * math.pi * k / p.ss_per_ring)
+                for s in range(p.sarcomeres)
+                for k in range(p.ss_per_ring)
+            ]
+
+            def make_ss(i, site, n):
+                x0, th = site
+                b = (v_ss / n / (4 / 3 * math.pi * p.ss_aspect)) ** (1 / 3)
+                rc = R - p.ss_gap - b
+                c = (x0, cy + rc * math.cos(th), cz + rc * math.sin(th))
+                return (
+                    f"subsarcolemmal mitochondrion at x = {x0:g}",
+                    _Spheroid(c, p.ss_aspect * b, b),
+                )
+
+            got = fit(make_ss, sites)
+            if not got:
+                raise GeometryError("no room for subsarcolemmal mitochondria")
+            mitos += got
+            placed.extend(s for _, s in got)
+        for name, m in mitos:
+            if min(m.a, m.b) <= p.ims_thickness:
+                raise GeometryError(
+                    f"{name}: semi-axes ({m.a:.3g}, {m.b:.3g}) um do not exceed ims_thickness = "
+                    f"{p.ims_thickness} (the matrix would vanish): raise mito_volume_fraction "
+                    "or lower the number of sites"
+                )
+
+    def snap(v: float) -> float:
+        return round(v / h) * h
+
+    w_vox = max(1, round(p.sr_strip_width / h))
+    srs: list[tuple[str, _Box]] = []
+
+    def strips(label, x0, x1, volume, sites):
+        """Strips of ``w_vox`` voxels (z) and whole-voxel lengths (y), x0..x1."""
+        n_cells = round(volume / ((x1 - x0) * w_vox * h * h))
+
+        def make(i, site, n):
+            ln = n_cells // n + (1 if i < n_cells % n else 0)
+            if ln < 1:
+                return None
+            dy, dz = site
+            y0 = snap(cy + dy - ln * h / 2)
+            z0 = snap(cz + dz - w_vox * h / 2)
+            return (label, _Box((x0, y0, z0), (x1, y0 + ln * h, z0 + w_vox * h)))
+
+        return fit(make, sites)
+
+    if p.tc_volume_fraction:
+        t_vox = max(1, round(p.tc_thickness / h))
+        v_plane = p.tc_volume_fraction * vol_fibre / len(planes)
+        for xt in planes:
+            x0 = snap(xt - t_vox * h / 2)
+            got = strips(f"terminal cisterna at x = {xt:g}", x0, x0 + t_vox * h, v_plane, points)
+            if not got:
+                raise GeometryError(f"no room for terminal cisternae at x = {xt:g}")
+            srs += got
+            placed.extend(b for _, b in got)
+    if p.lsr_volume_fraction:
+        t_vox = max(1, round(p.tc_thickness / h))
+        v_band = p.lsr_volume_fraction * vol_fibre / p.sarcomeres
+        for k in range(p.sarcomeres):
+            xa, xb = planes[2 * k], planes[2 * k + 1]
+            x0 = snap(xa - t_vox * h / 2) + (t_vox + 1) * h
+            x1 = snap(xb - t_vox * h / 2) - h
+            if x1 - x0 < h - eps:
+                raise GeometryError("no room for longitudinal SR in the A-band")
+            got = strips(f"longitudinal SR at x = {(xa + xb) / 2:g}", x0, x1, v_band, points)
+            if not got:
+                raise GeometryError(f"no room for longitudinal SR in sarcomere {k}")
+            srs += got
+            placed.extend(b for _, b in got)
+    return mitos, srs
 
 
 def _plane_cyto_area(
