@@ -70,12 +70,47 @@ class NsmEngine:
     def n_reactions(self) -> int: ...
     @property
     def total_events(self) -> int: ...
+    @property
+    def bytes_per_subvolume(self) -> float:
+        """Memory held by the solver state, bytes per subvolume."""
+
+    @staticmethod
+    def restore(
+        *,
+        volumes: NDArray[np.float64],
+        edge_offsets: NDArray[np.int64],
+        edge_targets: NDArray[np.int64],
+        edge_coupling: NDArray[np.float64],
+        edge_class: NDArray[np.int64],
+        transport_coefficients: NDArray[np.float64],
+        reactants: NDArray[np.int64],
+        product_offsets: NDArray[np.int64],
+        product_species: NDArray[np.int64],
+        rate_class: NDArray[np.int64],
+        rate_constants: NDArray[np.float64],
+        counts: NDArray[np.int64],
+        state: bytes,
+        species_names: Sequence[str] | None = None,
+        **ignored: object,
+    ) -> NsmEngine:
+        """The engine of these arrays (the ones the checkpoint was taken from;
+        ``counts`` is only validated) in the state saved by ``checkpoint()``.
+        ValueError naming the problem on a corrupt, foreign or unreachable state."""
+
+    def checkpoint(self) -> bytes:
+        """The full solver state (counts, next-event times, generator state, time,
+        event counters): versioned, checksummed; restoring it continues the
+        trajectory bitwise (rust/core/src/checkpoint.rs)."""
+
     def advance(
         self,
         t_stop: float,
         progress: Callable[[float, int], None] | None = None,
-    ) -> None:
-        """Run every event with time <= t_stop, then set time to t_stop.
+        max_seconds: float | None = None,
+    ) -> bool:
+        """Run every event with time <= t_stop, then set time to t_stop; returns
+        True. With ``max_seconds``, returns False (time = the last event's) when
+        that much wall time has passed first, at a slice boundary.
 
         Releases the GIL while running. Checks for signals about every 2**20
         events: Ctrl-C raises KeyboardInterrupt and leaves the engine in a

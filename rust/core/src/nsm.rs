@@ -905,3 +905,8 @@ mod tests {
         }
     }
 }
+
+// Checkpoint / restore and the propensity bound (a child module, so that it
+// reads the private state above without widening its visibility).
+#[path = "checkpoint.rs"]
+mod checkpoint;

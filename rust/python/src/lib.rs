@@ -77,6 +77,135 @@ impl Names {
     }
 }
 
+/// The core `Problem` from the engine's numpy arrays (shapes and index ranges
+/// checked here; values by `Problem::validate`).
+#[allow(clippy::too_many_arguments)]
+fn problem_from_arrays(
+    volumes: PyReadonlyArray1<f64>,
+    edge_offsets: PyReadonlyArray1<i64>,
+    edge_targets: PyReadonlyArray1<i64>,
+    edge_coupling: PyReadonlyArray1<f64>,
+    edge_class: PyReadonlyArray1<i64>,
+    transport_coefficients: PyReadonlyArray2<f64>,
+    reactants: PyReadonlyArray2<i64>,
+    product_offsets: PyReadonlyArray1<i64>,
+    product_species: PyReadonlyArray1<i64>,
+    rate_class: PyReadonlyArray1<i64>,
+    rate_constants: PyReadonlyArray2<f64>,
+    counts: PyReadonlyArray2<i64>,
+    species_names: Option<Vec<String>>,
+) -> PyResult<(Problem, Names)> {
+    let volumes = slice1("volumes", &volumes)?.to_vec();
+    let n = volumes.len();
+    let [n_counts, n_species] = [counts.shape()[0], counts.shape()[1]];
+    if n_counts != n {
+        return Err(PyValueError::new_err(format!(
+            "counts has {n_counts} rows but there are {n} subvolumes"
+        )));
+    }
+    let tshape = transport_coefficients.shape();
+    if tshape[1] != n_species {
+        return Err(PyValueError::new_err(format!(
+            "transport_coefficients has {} columns but there are {n_species} species",
+            tshape[1]
+        )));
+    }
+    let n_edges = edge_targets.len();
+    let offsets = slice1("edge_offsets", &edge_offsets)?;
+    let edge_offsets: Vec<usize> = to_index("edge_offsets", offsets, n_edges + 1)?
+        .into_iter()
+        .map(|v| v as usize)
+        .collect();
+    let graph = SubvolumeGraph {
+        volumes,
+        edge_offsets,
+        edge_targets: to_index("edge_targets", slice1("edge_targets", &edge_targets)?, n)?,
+        edge_coupling: slice1("edge_coupling", &edge_coupling)?.to_vec(),
+        edge_class: to_u32_class("edge_class", slice1("edge_class", &edge_class)?)?,
+    };
+
+    let rshape = reactants.shape();
+    let n_reactions = rshape[0];
+    if rshape[1] != 2 {
+        return Err(PyValueError::new_err(format!(
+            "reactants must have shape (n_reactions, 2), got ({}, {})",
+            rshape[0], rshape[1]
+        )));
+    }
+    let reactants = reactants.as_array();
+    let poffsets = slice1("product_offsets", &product_offsets)?;
+    let pspecies = slice1("product_species", &product_species)?;
+    if poffsets.len() != n_reactions + 1 {
+        return Err(PyValueError::new_err(format!(
+            "product_offsets has length {} but must have n_reactions + 1 = {}",
+            poffsets.len(),
+            n_reactions + 1
+        )));
+    }
+    let mut reactions = Vec::with_capacity(n_reactions);
+    for r in 0..n_reactions {
+        let mut rx = Reaction::default();
+        for slot in 0..2 {
+            let v = reactants[[r, slot]];
+            if v >= 0 {
+                rx.reactants.extend(to_index("reactants", &[v], n_species)?);
+            } else if v != -1 {
+                return Err(PyValueError::new_err(format!(
+                    "reactants[{r}, {slot}] = {v}: use -1 for an empty slot"
+                )));
+            }
+        }
+        let (lo, hi) = (poffsets[r], poffsets[r + 1]);
+        if lo < 0 || hi < lo || hi as usize > pspecies.len() {
+            return Err(PyValueError::new_err(format!(
+                "product_offsets[{r}..{}] = {lo}..{hi} is not a valid range of product_species",
+                r + 1
+            )));
+        }
+        rx.products = to_index(
+            "product_species",
+            &pspecies[lo as usize..hi as usize],
+            n_species,
+        )?;
+        reactions.push(rx);
+    }
+    if poffsets.last().copied() != Some(pspecies.len() as i64) {
+        return Err(PyValueError::new_err(
+            "product_offsets[-1] must equal the length of product_species",
+        ));
+    }
+    let kshape = rate_constants.shape();
+    if kshape[1] != n_reactions {
+        return Err(PyValueError::new_err(format!(
+            "rate_constants has {} columns but there are {n_reactions} reactions",
+            kshape[1]
+        )));
+    }
+    let mut initial_counts = Vec::with_capacity(n * n_species);
+    for (k, &c) in counts.as_array().iter().enumerate() {
+        if c < 0 || c > u32::MAX as i64 {
+            let names = Names(species_names.clone().unwrap_or_default());
+            return Err(PyValueError::new_err(format!(
+                "initial count {c} of {} in subvolume {} is outside 0..={}",
+                names.species(k % n_species.max(1)),
+                k / n_species.max(1),
+                u32::MAX
+            )));
+        }
+        initial_counts.push(c as u32);
+    }
+    let problem = Problem {
+        n_species,
+        graph,
+        transport_coefficients: transport_coefficients.as_array().iter().copied().collect(),
+        reactions,
+        rate_class: to_u32_class("rate_class", slice1("rate_class", &rate_class)?)?,
+        rate_constants: rate_constants.as_array().iter().copied().collect(),
+        initial_counts,
+    };
+    Ok((problem, Names(species_names.unwrap_or_default())))
+}
+
 /// Exact next-subvolume method on one trajectory. See _core.pyi for the contract.
 #[pyclass(module = "redoxfield._core")]
 struct NsmEngine {
@@ -108,117 +237,72 @@ impl NsmEngine {
         replicate: u64,
         species_names: Option<Vec<String>>,
     ) -> PyResult<Self> {
-        let volumes = slice1("volumes", &volumes)?.to_vec();
-        let n = volumes.len();
-        let [n_counts, n_species] = [counts.shape()[0], counts.shape()[1]];
-        if n_counts != n {
-            return Err(PyValueError::new_err(format!(
-                "counts has {n_counts} rows but there are {n} subvolumes"
-            )));
-        }
-        let tshape = transport_coefficients.shape();
-        if tshape[1] != n_species {
-            return Err(PyValueError::new_err(format!(
-                "transport_coefficients has {} columns but there are {n_species} species",
-                tshape[1]
-            )));
-        }
-        let n_edges = edge_targets.len();
-        let offsets = slice1("edge_offsets", &edge_offsets)?;
-        let edge_offsets: Vec<usize> = to_index("edge_offsets", offsets, n_edges + 1)?
-            .into_iter()
-            .map(|v| v as usize)
-            .collect();
-        let graph = SubvolumeGraph {
+        let (problem, names) = problem_from_arrays(
             volumes,
             edge_offsets,
-            edge_targets: to_index("edge_targets", slice1("edge_targets", &edge_targets)?, n)?,
-            edge_coupling: slice1("edge_coupling", &edge_coupling)?.to_vec(),
-            edge_class: to_u32_class("edge_class", slice1("edge_class", &edge_class)?)?,
-        };
-
-        let rshape = reactants.shape();
-        let n_reactions = rshape[0];
-        if rshape[1] != 2 {
-            return Err(PyValueError::new_err(format!(
-                "reactants must have shape (n_reactions, 2), got ({}, {})",
-                rshape[0], rshape[1]
-            )));
-        }
-        let reactants = reactants.as_array();
-        let poffsets = slice1("product_offsets", &product_offsets)?;
-        let pspecies = slice1("product_species", &product_species)?;
-        if poffsets.len() != n_reactions + 1 {
-            return Err(PyValueError::new_err(format!(
-                "product_offsets has length {} but must have n_reactions + 1 = {}",
-                poffsets.len(),
-                n_reactions + 1
-            )));
-        }
-        let mut reactions = Vec::with_capacity(n_reactions);
-        for r in 0..n_reactions {
-            let mut rx = Reaction::default();
-            for slot in 0..2 {
-                let v = reactants[[r, slot]];
-                if v >= 0 {
-                    rx.reactants.extend(to_index("reactants", &[v], n_species)?);
-                } else if v != -1 {
-                    return Err(PyValueError::new_err(format!(
-                        "reactants[{r}, {slot}] = {v}: use -1 for an empty slot"
-                    )));
-                }
-            }
-            let (lo, hi) = (poffsets[r], poffsets[r + 1]);
-            if lo < 0 || hi < lo || hi as usize > pspecies.len() {
-                return Err(PyValueError::new_err(format!(
-                    "product_offsets[{r}..{}] = {lo}..{hi} is not a valid range of product_species",
-                    r + 1
-                )));
-            }
-            rx.products = to_index(
-                "product_species",
-                &pspecies[lo as usize..hi as usize],
-                n_species,
-            )?;
-            reactions.push(rx);
-        }
-        if poffsets.last().copied() != Some(pspecies.len() as i64) {
-            return Err(PyValueError::new_err(
-                "product_offsets[-1] must equal the length of product_species",
-            ));
-        }
-        let kshape = rate_constants.shape();
-        if kshape[1] != n_reactions {
-            return Err(PyValueError::new_err(format!(
-                "rate_constants has {} columns but there are {n_reactions} reactions",
-                kshape[1]
-            )));
-        }
-        let mut initial_counts = Vec::with_capacity(n * n_species);
-        for (k, &c) in counts.as_array().iter().enumerate() {
-            if c < 0 || c > u32::MAX as i64 {
-                let names = Names(species_names.clone().unwrap_or_default());
-                return Err(PyValueError::new_err(format!(
-                    "initial count {c} of {} in subvolume {} is outside 0..={}",
-                    names.species(k % n_species.max(1)),
-                    k / n_species.max(1),
-                    u32::MAX
-                )));
-            }
-            initial_counts.push(c as u32);
-        }
-        let problem = Problem {
-            n_species,
-            graph,
-            transport_coefficients: transport_coefficients.as_array().iter().copied().collect(),
-            reactions,
-            rate_class: to_u32_class("rate_class", slice1("rate_class", &rate_class)?)?,
-            rate_constants: rate_constants.as_array().iter().copied().collect(),
-            initial_counts,
-        };
-        let names = Names(species_names.unwrap_or_default());
+            edge_targets,
+            edge_coupling,
+            edge_class,
+            transport_coefficients,
+            reactants,
+            product_offsets,
+            product_species,
+            rate_class,
+            rate_constants,
+            counts,
+            species_names,
+        )?;
         let nsm = Nsm::new(&problem, seed, replicate).map_err(|e| names.error(e))?;
+        nsm.check_propensity_bound().map_err(|e| names.error(e))?;
         Ok(NsmEngine { nsm, names })
+    }
+
+    /// The engine of these arrays in the state saved by `checkpoint()`.
+    #[staticmethod]
+    #[pyo3(signature = (*, volumes, edge_offsets, edge_targets, edge_coupling, edge_class,
+        transport_coefficients, reactants, product_offsets, product_species, rate_class,
+        rate_constants, counts, state, species_names = None, **_ignored))]
+    #[allow(clippy::too_many_arguments)]
+    fn restore(
+        volumes: PyReadonlyArray1<f64>,
+        edge_offsets: PyReadonlyArray1<i64>,
+        edge_targets: PyReadonlyArray1<i64>,
+        edge_coupling: PyReadonlyArray1<f64>,
+        edge_class: PyReadonlyArray1<i64>,
+        transport_coefficients: PyReadonlyArray2<f64>,
+        reactants: PyReadonlyArray2<i64>,
+        product_offsets: PyReadonlyArray1<i64>,
+        product_species: PyReadonlyArray1<i64>,
+        rate_class: PyReadonlyArray1<i64>,
+        rate_constants: PyReadonlyArray2<f64>,
+        counts: PyReadonlyArray2<i64>,
+        state: &[u8],
+        species_names: Option<Vec<String>>,
+        _ignored: Option<Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<Self> {
+        let (problem, names) = problem_from_arrays(
+            volumes,
+            edge_offsets,
+            edge_targets,
+            edge_coupling,
+            edge_class,
+            transport_coefficients,
+            reactants,
+            product_offsets,
+            product_species,
+            rate_class,
+            rate_constants,
+            counts,
+            species_names,
+        )?;
+        let nsm = Nsm::restore(&problem, state).map_err(|e| names.error(e))?;
+        Ok(NsmEngine { nsm, names })
+    }
+
+    /// The full solver state as bytes (versioned, checksummed; see
+    /// rust/core/src/checkpoint.rs).
+    fn checkpoint<'py>(&self, py: Python<'py>) -> Bound<'py, pyo3::types::PyBytes> {
+        pyo3::types::PyBytes::new(py, &self.nsm.checkpoint())
     }
 
     #[getter]
@@ -246,18 +330,20 @@ impl NsmEngine {
         self.nsm.bytes_per_subvolume()
     }
 
-    #[pyo3(signature = (t_stop, progress = None))]
+    #[pyo3(signature = (t_stop, progress = None, max_seconds = None))]
     fn advance(
         &mut self,
         py: Python<'_>,
         t_stop: f64,
         progress: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
+        max_seconds: Option<f64>,
+    ) -> PyResult<bool> {
         if !t_stop.is_finite() {
             return Err(PyValueError::new_err(format!(
                 "t_stop = {t_stop} must be finite"
             )));
         }
+        let start = std::time::Instant::now();
         loop {
             let nsm = &mut self.nsm;
             let outcome = py.detach(|| nsm.advance(t_stop, EVENTS_PER_SLICE));
@@ -266,9 +352,12 @@ impl NsmEngine {
                 cb.call1((self.nsm.time(), self.nsm.total_events()))?;
             }
             if outcome == Advance::Reached {
-                return Ok(());
+                return Ok(true);
             }
             py.check_signals()?;
+            if max_seconds.is_some_and(|m| start.elapsed().as_secs_f64() >= m) {
+                return Ok(false);
+            }
         }
     }
 
