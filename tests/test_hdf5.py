@@ -141,7 +141,12 @@ def test_core_error_closes_file_incomplete(b1_model, tmp_path, fake_core):
         assert res.n_samples == 2  # t = 0 and 0.01; the advance to 0.02 failed
 
 
-def test_writer_failure_leaves_nothing(b1_model, tmp_path, fake_core, monkeypatch):
+def test_failure_after_the_header_leaves_an_incomplete_file(
+    b1_model, tmp_path, fake_core, monkeypatch
+):
+    """A failure mid-run (here a broken sample copy) keeps the file, marked
+    incomplete with the reason; never a file that looks complete (reliability.md)."""
+
     def broken(self, out):
         raise RuntimeError("disk on fire")
 
@@ -149,7 +154,22 @@ def test_writer_failure_leaves_nothing(b1_model, tmp_path, fake_core, monkeypatc
     out = tmp_path / "run.h5"
     with pytest.raises(RuntimeError, match="disk on fire"):
         _b1_small(b1_model).run(0.05, 0.01, output=out)
-    assert not out.exists()
+    with rf.Result.load(out) as res:
+        assert not res.complete
+        assert "disk on fire" in res.attrs["stop_reason"]
+    assert _no_part_files(tmp_path)
+
+
+def test_header_failure_leaves_nothing(b1_model, tmp_path, fake_core, monkeypatch):
+    from redoxfield.io import hdf5
+
+    def broken(self, **kw):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(hdf5.ResultWriter, "write_header", broken)
+    out = tmp_path / "run.h5"
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        _b1_small(b1_model).run(0.05, 0.01, output=out)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``redoxfield run|info|scenarios|view|sweep`` (see ``redoxfield --help``).
+"""Command line: ``redoxfield run|resume|info|scenarios|view|sweep`` (see ``redoxfield --help``).
 
 Errors print one line (``redoxfield: error: ...``) and exit with status 2; set
 ``REDOXFIELD_DEBUG=1`` to get the traceback instead. Ctrl-C during a run leaves
@@ -38,6 +38,26 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, metavar="N", help="random seed (overrides the scenario)")
     r.add_argument("--no-picture", action="store_true", help="do not write FILE.png")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    r.add_argument(
+        "--max-output",
+        type=float,
+        metavar="GIB",
+        default=50.0,
+        help="refuse a run whose output would exceed GIB GiB before compression (default 50)",
+    )
+    r.add_argument(
+        "--checkpoint-every",
+        type=float,
+        metavar="S",
+        default=60.0,
+        help="seconds of wall time between checkpoints in the output (default 60)",
+    )
+
+    rr = sub.add_parser(
+        "resume", help="continue an interrupted run from its last checkpoint (same file)"
+    )
+    rr.add_argument("file", help="HDF5 result file of an interrupted run")
+    rr.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     i = sub.add_parser("info", help="summarise a result file")
     i.add_argument("file", help="HDF5 result file")
@@ -167,10 +187,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        res = sim.run(rs.t_end, rs.dt_sample, output=out, progress=not args.quiet)
+        res = sim.run(
+            rs.t_end,
+            rs.dt_sample,
+            output=out,
+            progress=not args.quiet,
+            max_output_bytes=int(args.max_output * 2**30),
+            checkpoint_interval=args.checkpoint_every,
+        )
     except KeyboardInterrupt:
         print(
-            f"redoxfield: interrupted; the samples so far are in {out} (complete = false)",
+            f"redoxfield: interrupted; the samples so far are in {out} (complete = false); "
+            f"continue with: redoxfield resume {out}",
             file=sys.stderr,
         )
         return 130
@@ -193,6 +221,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 f"totals at t = {t[-1]:g} s: "
                 + ", ".join(f"{s} {int(n)}" for s, n in zip(res.species, totals, strict=True))
             )
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from .simulation import Simulation
+
+    try:
+        res = Simulation.resume(args.file, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(
+            f"redoxfield: interrupted again; continue with: redoxfield resume {args.file}",
+            file=sys.stderr,
+        )
+        return 130
+    with res:
+        if not args.quiet:
+            print(f"finished {args.file}: {res.n_samples} samples, t = {res.times[-1]:g} s")
     return 0
 
 
@@ -259,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {
         "run": _cmd_run,
+        "resume": _cmd_resume,
         "info": _cmd_info,
         "scenarios": _cmd_scenarios,
         "view": _cmd_view,

@@ -41,6 +41,17 @@ class Result:
             raise ValueError(f"{str(name)!r} is not a redoxfield result file")
         self._file = file
         self.path = path
+        missing = [
+            key
+            for key in ("model/species/name", "model/reactions/name", "samples/time", "geometry")
+            if key not in file
+        ]
+        if missing:
+            name = path or file.filename
+            file.close()
+            raise ValueError(
+                f"{str(name)!r} is a damaged redoxfield result file: missing {', '.join(missing)}"
+            )
         self._species = _str_list(file["model/species/name"])
         self._reactions = _str_list(file["model/reactions/name"])
 
@@ -355,7 +366,12 @@ class Result:
             f"run:         solver {a.get('solver')}, seed {a.get('seed')}, "
             f"replicate {a.get('replicate')}, created {a.get('created')}"
         )
-        lines.append(f"complete:    {'yes' if self.complete else 'no'} ({a.get('stop_reason')})")
+        reason = a.get("stop_reason")
+        if not self.complete and reason == "running":
+            reason = "the run was killed or crashed before closing the file"
+        lines.append(f"complete:    {'yes' if self.complete else 'no'} ({reason})")
+        if not self.complete and "checkpoint" in self._file:
+            lines.append(f"resumable:   yes: redoxfield resume {self.path or ''}".rstrip())
         if "scenario_name" in a:
             lines.append(f"scenario:    {a['scenario_name']}")
         if g.get("kind") == "lattice":

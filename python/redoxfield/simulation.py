@@ -17,11 +17,13 @@ calling it twice with the same seed reproduces the same trajectory.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import os
 import time as _time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -31,11 +33,13 @@ from numpy.typing import NDArray
 
 from . import units
 from ._version import __version__
+from .checkpointing import Checkpointer
 from .compile import CoreProblem, _species_mask, compile_problem
 from .errors import SimulationError
 from .geometry import as_graph
 from .geometry.graph import SubvolumeGraph
-from .io.hdf5 import ResultWriter
+from .guards import DEFAULT_MAX_OUTPUT_BYTES, check_resources, estimate_resources
+from .io.hdf5 import FORMAT_NAME, ResultWriter
 from .model import Model
 from .result import Result
 
@@ -45,6 +49,8 @@ __all__ = ["SOLVERS", "Simulation", "sample_times"]
 SOLVERS = ("nsm",)
 #: In-memory results larger than this many bytes of raw counts are refused.
 MAX_IN_MEMORY_BYTES = 8 * 2**30
+#: Default wall time between two checkpoints of a run into its file, seconds.
+CHECKPOINT_INTERVAL_S = 60.0
 _SEED_STREAM_INITIAL = 0x1A17  # tags the numpy stream used for set_count placement
 
 
@@ -86,6 +92,26 @@ def sample_times(t_end: float, dt_sample: float) -> NDArray[np.float64]:
     return times
 
 
+def _guard_geometry(space: Any, n_species: int) -> None:
+    """Refuse, before the geometry is compiled, one whose graph, counts and
+    engine cannot fit in the available memory (redoxfield.guards)."""
+    if isinstance(space, SubvolumeGraph):
+        return
+    n = getattr(space, "n_subvolumes", None)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        return
+    lattice = hasattr(space, "shape") and hasattr(space, "spacing")
+    est = estimate_resources(
+        int(n),
+        max(n_species, 1),
+        6 * int(n) if lattice else 4 * int(n),
+        0,
+        lattice=lattice,
+        graph_built=False,
+    )
+    check_resources(est, check_output=False)
+
+
 def _check_int(value: object, what: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise SimulationError(f"{what} must be an integer, got {value!r}")
@@ -121,6 +147,7 @@ class Simulation:
         self.replicate = _check_int(replicate, "replicate", 0, 2**64 - 1)
         self.solver = solver
         self.model = Model.from_dict(model.to_dict())  # a snapshot
+        _guard_geometry(space, len(self.model._species))
         self.graph: SubvolumeGraph = as_graph(space)
         self.problem: CoreProblem = compile_problem(self.model, self.graph)
         self.species: tuple[str, ...] = self.problem.network.species
@@ -333,18 +360,30 @@ class Simulation:
         dt_sample: float,
         output: str | os.PathLike[str] | None = None,
         progress: bool | Callable[[float, int], None] = False,
+        *,
+        max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
+        checkpoint_interval: float | None = CHECKPOINT_INTERVAL_S,
     ) -> Result:
         """Run from t = 0 to ``t_end`` (s), sampling every ``dt_sample`` (s).
 
-        ``output``: HDF5 path (written as ``.NAME.<pid>.part`` and renamed at the
-        end; an existing file of that name is replaced), or ``None`` for an
-        in-memory HDF5 result with the same layout (``Result.save`` writes it out).
+        ``output``: HDF5 path, written under that name from the start with
+        ``complete = False`` (an existing file of that name is replaced), or
+        ``None`` for an in-memory HDF5 result with the same layout
+        (``Result.save`` writes it out).
         ``progress``: ``True`` for a tqdm bar (simulated time, events/s) on stderr,
         or a callable ``f(time, events)`` called about every 2**20 events.
+        ``max_output_bytes``: refuse (before any work) a run whose output would
+        exceed this many bytes before compression (None: no cap); a run that
+        will not fit in the available memory is refused too (redoxfield.guards).
+        ``checkpoint_interval``: seconds of wall time between two checkpoints of
+        the solver state into the file (None: none; file output only). A
+        checkpoint is also written on Ctrl-C, so ``Simulation.resume(output)``
+        continues the run, bitwise identical to an uninterrupted one.
 
         Ctrl-C (KeyboardInterrupt) or a core error stops the run: the file is closed
-        with ``complete = False`` and the samples taken so far, renamed to
-        ``output``, and the exception is re-raised.
+        with ``complete = False`` and the samples taken so far, and the exception
+        is re-raised. A run killed outright (SIGKILL) leaves the file marked
+        incomplete with every sample flushed before the kill.
         """
         times = sample_times(t_end, dt_sample)
         n, s = self._counts.shape
@@ -353,14 +392,29 @@ class Simulation:
                 f"{times.size} samples of {n} subvolumes x {s} species are too large to keep "
                 "in memory; give output='file.h5'"
             )
+        est = estimate_resources(
+            n,
+            s,
+            int(self.graph.edge_targets.size),
+            int(times.size),
+            lattice=self.graph.kind == "lattice",
+        )
+        if output is None:  # the result itself lives in memory too
+            est = replace(est, memory_bytes=est.memory_bytes + est.output_bytes)
+        check_resources(est, max_output_bytes=max_output_bytes)
+        if checkpoint_interval is not None and not (
+            isinstance(checkpoint_interval, (int, float)) and checkpoint_interval > 0
+        ):
+            raise SimulationError(
+                f"checkpoint_interval = {checkpoint_interval!r} must be a positive number of "
+                "seconds or None"
+            )
         if output is not None:
             output = Path(output)
         core = _load_core()
         engine = self.make_engine()
         writer = ResultWriter(output)
-        wall0, cpu0 = _time.perf_counter(), _time.process_time()
-        bar = None
-        callback: Callable[[float, int], None] | None = None
+        ckpt = None
         try:
             writer.write_header(
                 model=self.model,
@@ -379,103 +433,41 @@ class Simulation:
                 },
                 scenario_text=self.scenario_text,
             )
-            if progress is True:
-                bar, callback = _progress_bar(float(times[-1]), wall0)
-            elif callable(progress):
-                callback = progress
+            if output is not None and hasattr(engine, "checkpoint"):
+                arrays = dict(self.problem.engine_kwargs())
+                arrays["counts"] = np.ascontiguousarray(self._counts, dtype=np.int64)
+                ckpt = Checkpointer(writer.file, engine, arrays, times, checkpoint_interval)
+                writer.file.flush()
         except BaseException:
             writer.abort()
             raise
-        buf = np.empty((n, s), dtype=np.uint32)
         region_masks = {k: np.asarray(v) for k, v in self.graph.regions.items()}
-        region_rows: list[NDArray[np.int64]] = []
-        try:
-            for t in times:
-                try:
-                    if t > engine.time:
-                        engine.advance(float(t), callback)
-                    engine.counts_into(buf)
-                    sample = (engine.totals(), engine.diffusion_events(), engine.reaction_events())
-                except (KeyboardInterrupt, core.CoreError) as exc:
-                    reason = (
-                        "interrupted (KeyboardInterrupt)"
-                        if isinstance(exc, KeyboardInterrupt)
-                        else f"core error: {exc}"
-                    )
-                    self._finish(writer, engine, False, reason, wall0, cpu0)
-                    raise
-                writer.append(float(t), buf, *sample)
-                region_rows.append(
-                    np.array(
-                        [buf[m].sum(axis=0, dtype=np.int64) for m in region_masks.values()],
-                        dtype=np.int64,
-                    ).reshape(len(region_masks), s)
-                )
-                if bar is not None:
-                    bar.update(float(t) - bar.n)
-        except KeyboardInterrupt:
-            # Ctrl-C while Python code (e.g. the writer) ran: the writer only counts
-            # fully written samples, so the file can still be closed consistently.
-            if writer.file.id.valid and writer.file.attrs.get("stop_reason") == "running":
-                self._finish(writer, engine, False, "interrupted (KeyboardInterrupt)", wall0, cpu0)
-            raise
-        except BaseException:
-            if writer.file.id.valid:
-                writer.abort()
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
-        done = self._finish(writer, engine, True, "finished", wall0, cpu0)
-        self._write_region_analysis(done, region_masks, region_rows)
-        if isinstance(done, Path):
-            return Result.load(done)
-        return Result(done, None)
-
-    def _write_region_analysis(self, done, masks, rows) -> None:
-        """``/analysis/regions/<name>/{total, mean_uM}`` (T, S) and the region volume."""
-        if not masks:
-            return
-        import h5py
-
-        f = h5py.File(done, "r+") if isinstance(done, Path) else done
-        try:
-            ag = f.require_group("analysis/regions")
-            ag.attrs["species"] = np.array(list(self.species), dtype=object)
-            ag.attrs["note"] = "per-region totals (molecules) and means (uM) at each sample"
-            table = np.stack(rows, axis=0) if rows else np.zeros((0, len(masks), len(self.species)))
-            for r, (name, mask) in enumerate(masks.items()):
-                g = ag.create_group(name)
-                vol = float(self.graph.volumes[mask].sum())
-                g.attrs["volume_um3"] = vol
-                g.attrs["n_subvolumes"] = int(mask.sum())
-                tot = g.create_dataset("total", data=table[:, r, :].astype(np.int64))
-                tot.attrs["units"] = "molecules"
-                mean = g.create_dataset(
-                    "mean_uM", data=units.molecules_to_concentration(table[:, r, :], vol)
-                )
-                mean.attrs["units"] = "uM (total / region volume)"
-        finally:
-            if isinstance(done, Path):
-                f.close()
+        return _drive(
+            core,
+            engine,
+            writer,
+            ckpt,
+            times,
+            0,
+            progress,
+            region_masks,
+            [],
+            tuple(self.species),
+            np.asarray(self.graph.volumes),
+        )
 
     @staticmethod
-    def _finish(writer, engine, complete, reason, wall0, cpu0):
-        try:
-            return writer.finish(
-                complete=complete,
-                stop_reason=reason,
-                time_reached=float(engine.time),
-                diffusion_events=engine.diffusion_events(),
-                reaction_events=engine.reaction_events(),
-                attrs={
-                    "wall_seconds": _time.perf_counter() - wall0,
-                    "cpu_seconds": _time.process_time() - cpu0,
-                },
-            )
-        except BaseException:
-            writer.abort()
-            raise
+    def resume(
+        path: str | os.PathLike[str],
+        progress: bool | Callable[[float, int], None] = False,
+        *,
+        checkpoint_interval: float | None = CHECKPOINT_INTERVAL_S,
+    ) -> Result:
+        """Continue the incomplete run in ``path`` from its last checkpoint to its
+        ``t_end``, appending to the same file. Samples written after that
+        checkpoint are dropped and taken again (identically: the resumed
+        trajectory is bitwise the one an uninterrupted run gives)."""
+        return resume(path, progress, checkpoint_interval=checkpoint_interval)
 
     def __repr__(self) -> str:
         return (
@@ -503,3 +495,201 @@ def _progress_bar(t_end: float, wall0: float):
         bar.update(min(t, t_end) - bar.n)
 
     return bar, callback
+
+
+def _region_rows(counts: NDArray[np.uint32], masks: dict[str, NDArray[np.bool_]]) -> NDArray:
+    s = counts.shape[1]
+    return np.array(
+        [counts[m].sum(axis=0, dtype=np.int64) for m in masks.values()], dtype=np.int64
+    ).reshape(len(masks), s)
+
+
+def _write_region_analysis(f, masks, rows, species, volumes) -> None:
+    """``/analysis/regions/<name>/{total, mean_uM}`` (T, S) and the region volume."""
+    if not masks:
+        return
+    ag = f.require_group("analysis/regions")
+    ag.attrs["species"] = np.array(list(species), dtype=object)
+    ag.attrs["note"] = "per-region totals (molecules) and means (uM) at each sample"
+    table = np.stack(rows, axis=0) if rows else np.zeros((0, len(masks), len(species)))
+    for r, (name, mask) in enumerate(masks.items()):
+        g = ag.create_group(name)
+        vol = float(volumes[mask].sum())
+        g.attrs["volume_um3"] = vol
+        g.attrs["n_subvolumes"] = int(mask.sum())
+        tot = g.create_dataset("total", data=table[:, r, :].astype(np.int64))
+        tot.attrs["units"] = "molecules"
+        mean = g.create_dataset(
+            "mean_uM", data=units.molecules_to_concentration(table[:, r, :], vol)
+        )
+        mean.attrs["units"] = "uM (total / region volume)"
+
+
+def _drive(
+    core, engine, writer, ckpt, times, start, progress, region_masks, region_rows, species, volumes
+) -> Result:
+    """Take samples ``start..`` of ``times`` with ``engine`` into ``writer``;
+    checkpoints every ``ckpt.interval_s`` of wall time and on Ctrl-C."""
+    n, s = len(volumes), len(species)
+    wall0, cpu0 = _time.perf_counter(), _time.process_time()
+    bar = None
+    callback: Callable[[float, int], None] | None = None
+    try:
+        if progress is True:
+            bar, callback = _progress_bar(float(times[-1]), wall0)
+        elif callable(progress):
+            callback = progress
+    except BaseException:
+        writer.abort()
+        raise
+    interval = None if ckpt is None else ckpt.interval_s
+    next_ckpt = _time.monotonic() + (interval or 0.0)
+    buf = np.empty((n, s), dtype=np.uint32)
+    k = start
+
+    def checkpoint_now() -> None:
+        if ckpt is not None:
+            writer.flush()
+            ckpt.write(k)
+
+    def stop(exc: BaseException) -> None:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        reason = "interrupted (KeyboardInterrupt)" if interrupted else f"core error: {exc}"
+        if interrupted:
+            # The samples matter more than the checkpoint.
+            with contextlib.suppress(Exception):
+                checkpoint_now()
+        _finish(writer, engine, False, reason, wall0, cpu0)
+
+    try:
+        while k < times.size:
+            t = float(times[k])
+            try:
+                if t > engine.time:
+                    if interval is None:
+                        engine.advance(t, callback)
+                    else:
+                        left = max(next_ckpt - _time.monotonic(), 0.0)
+                        if not engine.advance(t, callback, max_seconds=left):
+                            checkpoint_now()
+                            next_ckpt = _time.monotonic() + interval
+                            continue
+                engine.counts_into(buf)
+                sample = (engine.totals(), engine.diffusion_events(), engine.reaction_events())
+            except (KeyboardInterrupt, core.CoreError) as exc:
+                stop(exc)
+                raise
+            writer.append(t, buf, *sample)
+            region_rows.append(_region_rows(buf, region_masks))
+            k += 1
+            if interval is not None and _time.monotonic() >= next_ckpt:
+                checkpoint_now()
+                next_ckpt = _time.monotonic() + interval
+            if bar is not None:
+                bar.update(t - bar.n)
+    except KeyboardInterrupt:
+        # Ctrl-C while Python code (e.g. the writer) ran: the writer only counts
+        # fully written samples, so the file can still be closed consistently.
+        if writer.file.id.valid and writer.file.attrs.get("stop_reason") == "running":
+            _finish(writer, engine, False, "interrupted (KeyboardInterrupt)", wall0, cpu0)
+        raise
+    except BaseException as exc:
+        if writer.file.id.valid:
+            writer.abort(f"error: {type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+    def analysis(f) -> None:
+        _write_region_analysis(f, region_masks, region_rows, species, volumes)
+        if "checkpoint" in f:  # a finished run needs no checkpoint
+            del f["checkpoint"]
+
+    done = _finish(writer, engine, True, "finished", wall0, cpu0, analysis)
+    if isinstance(done, Path):
+        return Result.load(done)
+    return Result(done, None)
+
+
+def _finish(writer, engine, complete, reason, wall0, cpu0, before_complete=None):
+    try:
+        return writer.finish(
+            complete=complete,
+            stop_reason=reason,
+            time_reached=float(engine.time),
+            diffusion_events=engine.diffusion_events(),
+            reaction_events=engine.reaction_events(),
+            attrs={
+                "wall_seconds": _time.perf_counter() - wall0,
+                "cpu_seconds": _time.process_time() - cpu0,
+            },
+            before_complete=before_complete,
+        )
+    except BaseException:
+        writer.abort("error while closing the file")
+        raise
+
+
+def resume(
+    path: str | os.PathLike[str],
+    progress: bool | Callable[[float, int], None] = False,
+    *,
+    checkpoint_interval: float | None = CHECKPOINT_INTERVAL_S,
+) -> Result:
+    """See :meth:`Simulation.resume`."""
+    import h5py
+
+    from .checkpointing import read_latest, read_problem
+
+    p = Path(path)
+    if not p.exists():
+        raise SimulationError(f"no such result file: {str(p)!r}")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise SimulationError(
+            f"cannot resume {str(p)!r}: not a readable HDF5 file ({exc})"
+        ) from None
+    with f:
+        if f.attrs.get("format") != FORMAT_NAME:
+            raise SimulationError(f"cannot resume {str(p)!r}: not a redoxfield result file")
+        if bool(f.attrs.get("complete", False)):
+            raise SimulationError(f"{str(p)!r} is complete: there is nothing to resume")
+        latest = read_latest(f)
+        if latest is None:
+            raise SimulationError(
+                f"cannot resume {str(p)!r}: it holds no valid checkpoint (the run stopped "
+                "before its first one, or was started with checkpoint_interval=None)"
+            )
+        _, sample_index, state = latest
+        arrays, times = read_problem(f)
+        species = tuple(str(x) for x in f["model/species/name"].asstr()[()])
+        volumes = np.asarray(f["geometry/volumes"][()])
+        masks = {name: np.asarray(ds[()], dtype=bool) for name, ds in f["geometry/regions"].items()}
+        if sample_index > f["samples/time"].shape[0]:
+            raise SimulationError(
+                f"cannot resume {str(p)!r}: its checkpoint is after sample {sample_index} but "
+                f"the file holds only {f['samples/time'].shape[0]} samples"
+            )
+        rows = []
+        if masks:
+            cnt = [f["samples/counts"][sp] for sp in species]
+            for j in range(sample_index):
+                sample = np.stack([ds[j] for ds in cnt], axis=1)
+                rows.append(_region_rows(sample, masks))
+    core = _load_core()
+    engine = core.NsmEngine.restore(**arrays, state=state, species_names=list(species))
+    writer = ResultWriter.reopen(p, sample_index)
+    from .checkpointing import Checkpointer
+
+    try:
+        ckpt = Checkpointer(writer.file, engine, arrays, times, checkpoint_interval)
+        writer.file.attrs["resumed"] = int(writer.file.attrs.get("resumed", 0)) + 1
+        writer.file.flush()
+    except BaseException:
+        writer.abort("error while resuming")
+        raise
+    return _drive(
+        core, engine, writer, ckpt, times, sample_index, progress, masks, rows, species, volumes
+    )

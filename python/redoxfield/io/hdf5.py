@@ -1,14 +1,22 @@
 """Streaming HDF5 writer for one trajectory. The layout is documented, dataset by
 dataset, in docs/hdf5.md; :class:`redoxfield.result.Result` reads it back.
 
-File safety: a run to ``run.h5`` writes ``.run.h5.<pid>.part`` in the same
-directory and renames it (atomically, :func:`os.replace`) to ``run.h5`` when the
-file is closed in a consistent state: at the end of the run (``complete =
-True``), or when the engine stopped early on Ctrl-C or a core error (``complete
-= False``, the samples taken so far, ``stop_reason`` saying why). If writing
-itself fails, the temporary file is deleted and nothing appears under the final
-name. ``path=None`` writes to an in-memory HDF5 file (h5py ``core`` driver
-without a backing store), so an in-memory result has exactly the same layout.
+File safety (docs/reliability.md): a run to ``run.h5`` writes ``run.h5`` from the
+start, with ``complete = False`` and ``stop_reason = "running"`` set when the file
+is created; ``complete`` becomes True only as the very last write of a finished
+run. Samples are buffered in memory and written as one block, followed by an
+HDF5 flush, at least every FLUSH_INTERVAL_S seconds; between two flushes no HDF5
+call is made at all, so a run killed by SIGKILL (or a power cut) leaves a file
+that opens, holds every flushed sample and says it is incomplete. On Ctrl-C or a
+core error the file is closed with ``complete = False``, the samples taken so
+far and ``stop_reason`` saying why. If the header cannot be written the file is
+deleted; a later write failure leaves it marked incomplete. ``path=None`` writes
+to an in-memory HDF5 file (h5py ``core`` driver without a backing store), so an
+in-memory result has exactly the same layout.
+
+Checkpoints (``/checkpoint``, see :mod:`redoxfield.checkpointing`) live in two
+fixed-size slots written alternately, so a kill while one is written leaves the
+other intact.
 """
 
 from __future__ import annotations
@@ -64,14 +72,43 @@ class ResultWriter:
             parent = self.final_path.parent
             if not parent.is_dir():
                 raise FileNotFoundError(f"output directory {str(parent)!r} does not exist")
-            self.temp_path = parent / f".{self.final_path.name}.{os.getpid()}.part"
-            self.file = h5py.File(self.temp_path, "w")
+            # Written under its final name from the start (marked incomplete).
+            self.temp_path = None
+            self.file = h5py.File(self.final_path, "w")
         self.n_samples = 0
         self._counts: list[h5py.Dataset] = []
         self._last_flush = _time.monotonic()
         self._pending: list[tuple[float, NDArray, NDArray, NDArray, NDArray]] = []
         self._pending_bytes = 0
         self._written = 0
+        self._header_done = False
+
+    @classmethod
+    def reopen(cls, path: str | os.PathLike[str], n_samples: int) -> ResultWriter:
+        """Continue an existing file (``Simulation.resume``): keep its first
+        ``n_samples`` samples, drop later ones, and mark it running again."""
+        self = cls.__new__(cls)
+        self.final_path = Path(path)
+        self.temp_path = None
+        self.file = h5py.File(self.final_path, "r+")
+        f = self.file
+        f.attrs["complete"] = False
+        f.attrs["stop_reason"] = "running"
+        species = [str(x) for x in f["model/species/name"].asstr()[()]]
+        self._counts = [f["samples/counts"][name] for name in species]
+        for ds in self._sample_datasets():
+            ds.resize(n_samples, axis=0)
+        for key in ("events", "analysis"):
+            if key in f:
+                del f[key]
+        f.flush()
+        self.n_samples = n_samples
+        self._written = n_samples
+        self._last_flush = _time.monotonic()
+        self._pending = []
+        self._pending_bytes = 0
+        self._header_done = True
+        return self
 
     # -- header ---------------------------------------------------------------
     def write_header(
@@ -206,6 +243,7 @@ class ResultWriter:
             ds.attrs["units"] = "molecules per subvolume"
             self._counts.append(ds)
         f.flush()
+        self._header_done = True
 
     # -- samples ----------------------------------------------------------------
     def _sample_datasets(self) -> list[h5py.Dataset]:
@@ -280,8 +318,11 @@ class ResultWriter:
         diffusion_events: NDArray[np.uint64],
         reaction_events: NDArray[np.uint64],
         attrs: dict[str, Any],
+        before_complete: Any = None,
     ) -> h5py.File | Path:
-        """Trim to the finished samples, write the final counters and close.
+        """Write the remaining samples and the final counters, call
+        ``before_complete(file)`` (e.g. derived analysis), then set ``complete``
+        as the last write and close.
 
         Returns the final path (file output) or the open in-memory file.
         """
@@ -303,23 +344,34 @@ class ResultWriter:
         f.attrs["n_samples"] = self.n_samples
         f.attrs["time_reached"] = time_reached
         f.attrs["stop_reason"] = stop_reason
+        if before_complete is not None:
+            before_complete(f)
+        f.flush()
+        # Last: the flag that says every sample and counter above is there.
         f.attrs["complete"] = bool(complete)
         f.flush()
         if self.final_path is None:
             return f
         f.close()
-        assert self.temp_path is not None
-        os.replace(self.temp_path, self.final_path)
         try:  # the ParaView sidecar (run.xdmf); losing it must not lose the run
             write_xdmf(self.final_path)
         except Exception as exc:  # pragma: no cover - disk full, permissions
             warnings.warn(f"could not write the XDMF sidecar: {exc}", stacklevel=2)
         return self.final_path
 
-    def abort(self) -> None:
-        """Close and delete the temporary file (nothing under the final name)."""
+    def abort(self, reason: str = "aborted") -> None:
+        """Close after a failure. A file whose header was never completed is
+        deleted; otherwise it stays, marked incomplete with ``stop_reason``."""
+        header_done = getattr(self, "_header_done", False)
         try:
-            self.file.close()
+            if header_done and self.file.id.valid:
+                try:
+                    self.file.attrs["complete"] = False
+                    self.file.attrs["stop_reason"] = reason
+                except Exception:  # noqa: BLE001 - e.g. disk full: the flag is False anyway
+                    pass
+            if self.file.id.valid:
+                self.file.close()
         finally:
-            if self.temp_path is not None and self.temp_path.exists():
-                self.temp_path.unlink()
+            if not header_done and self.final_path is not None and self.final_path.exists():
+                self.final_path.unlink()
