@@ -237,6 +237,12 @@ def test_sigkill_leaves_an_incomplete_file_with_every_flushed_sample(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     with rf.Result.load(out) as res:
         assert not res.complete and res.attrs["stop_reason"] == "running"
+        summary = res.summary()  # `redoxfield info` on a killed file
+        assert "killed or crashed" in summary and "redoxfield resume" in summary
+        assert res.events["total"] == int(
+            res.file["samples/diffusion_events"][-1].sum()
+            + res.file["samples/reaction_events"][-1].sum()
+        )
         n = res.n_samples
         assert n >= 2, "nothing was flushed in 3 s"
         ref = _busy_sim(shape=(16, 16, 16)).run(t_end=float(res.times[n - 1]), dt_sample=0.005)

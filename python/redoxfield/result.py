@@ -280,10 +280,20 @@ class Result:
     @property
     def events(self) -> dict[str, int]:
         """Event counts when the run stopped: ``total``, ``diffusion``,
-        ``diffusion:<species>``, ``reaction``, ``reaction:<name>``."""
-        ev = self._file["events"]
-        diff = [int(v) for v in ev["diffusion"][()]]
-        reac = [int(v) for v in ev["reaction"][()]]
+        ``diffusion:<species>``, ``reaction``, ``reaction:<name>``. A run killed
+        before closing its file has no ``/events``: the counters at its last
+        flushed sample are given instead (zeros if none was flushed)."""
+        if "events" in self._file:
+            ev = self._file["events"]
+            diff = [int(v) for v in ev["diffusion"][()]]
+            reac = [int(v) for v in ev["reaction"][()]]
+        else:
+            smp = self._file["samples"]
+            k = smp["time"].shape[0]
+            diff = [int(v) for v in smp["diffusion_events"][k - 1]] if k else []
+            reac = [int(v) for v in smp["reaction_events"][k - 1]] if k else []
+            diff = diff or [0] * len(self._species)
+            reac = reac or [0] * len(self._reactions)
         out = {"total": sum(diff) + sum(reac), "diffusion": sum(diff), "reaction": sum(reac)}
         out.update({f"diffusion:{s}": v for s, v in zip(self._species, diff, strict=True)})
         out.update({f"reaction:{r}": v for r, v in zip(self._reactions, reac, strict=True)})
@@ -406,7 +416,11 @@ class Result:
         else:
             lines.append("samples:     none")
         ev = self.events
-        lines.append(f"events (at t = {float(self._file['events'].attrs['time']):g} s):")
+        if "events" in self._file:
+            t_ev = float(self._file["events"].attrs["time"])
+            lines.append(f"events (at t = {t_ev:g} s):")
+        else:
+            lines.append("events (at the last flushed sample):")
         for k, v in ev.items():
             lines.append(f"  {k:<28} {v}")
         if "wall_seconds" in a:
