@@ -1,7 +1,7 @@
-"""Regenerate the meshes shipped in meshes/ (see meshes/README.md).
+"""Regenerate the meshes shipped in the package (see meshes/README.md).
 
     pip install 'redoxfield[mesh]'      # gmsh
-    python meshes/make_meshes.py        # writes meshes/*.vtu next to this script
+    python meshes/make_meshes.py        # writes python/redoxfield/meshes/*.vtu
 
 Every mesh is made by a function of :mod:`redoxfield.geometry.mesher` with a fixed
 gmsh seed, written through meshio as zlib-compressed VTU with the gmsh physical
@@ -17,6 +17,8 @@ import redoxfield as rf
 from redoxfield.geometry import mesher
 
 HERE = Path(__file__).resolve().parent
+#: Package data: installed with the package, found by scenarios by file name.
+OUT = HERE.parent / "python" / "redoxfield" / "meshes"
 
 #: B3 (BENCHMARKS.md): the 4 µm cube, mean tet volume ~1e-3 µm³, a conforming
 #: plane at x = 0.5 µm (the source slab is volume group slab0).
@@ -27,8 +29,8 @@ FIBRE = dict(h=0.35, nmj=False)
 
 def main() -> None:
     out = {}
-    out["b3-cube.vtu"] = mesher.cube(HERE / "b3-cube.vtu", **B3)
-    out["fibre-segment.vtu"] = mesher.fiber_segment(HERE / "fibre-segment.vtu", **FIBRE)
+    out["b3-cube.vtu"] = mesher.cube(OUT / "b3-cube.vtu", **B3)
+    out["fibre-segment.vtu"] = mesher.fiber_segment(OUT / "fibre-segment.vtu", **FIBRE)
     for name, path in out.items():
         m = rf.TetMesh.load(path, compartments=None)
         vol = m.volumes

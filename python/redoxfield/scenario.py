@@ -383,9 +383,14 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
     return scenario
 
 
+#: Meshes shipped inside the package (package data, so installed wheels have them).
+SHIPPED_MESHES = Path(__file__).resolve().parent / "meshes"
+
+
 def _find_mesh(path: str, origin: str) -> Path:
     """A mesh path: absolute; else relative to the scenario file, the working
-    directory, each directory of $REDOXFIELD_MESH_PATH, the source tree's meshes/."""
+    directory, each directory of $REDOXFIELD_MESH_PATH, the meshes shipped in the
+    package (redoxfield/meshes, made by meshes/make_meshes.py)."""
     p = Path(path)
     if p.is_absolute():
         return p
@@ -394,7 +399,7 @@ def _find_mesh(path: str, origin: str) -> Path:
         bases.append(Path(origin).parent)
     bases.append(Path.cwd())
     bases += [Path(d) for d in os.environ.get("REDOXFIELD_MESH_PATH", "").split(os.pathsep) if d]
-    bases.append(Path(__file__).resolve().parents[2] / "meshes")
+    bases.append(SHIPPED_MESHES)
     for b in bases:
         if (b / p).is_file():
             return b / p
