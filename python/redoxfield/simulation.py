@@ -112,6 +112,17 @@ def _guard_geometry(space: Any, n_species: int) -> None:
     check_resources(est, check_output=False)
 
 
+def _nonnegative_number(value: object, what: str, unit: str) -> float:
+    """``value`` as a float, or a SimulationError naming ``what`` if it is not a
+    finite, non-negative number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise SimulationError(f"{what} must be a number ({unit}), got {value!r}")
+    x = float(value)
+    if not math.isfinite(x) or x < 0:
+        raise SimulationError(f"{what} = {x!r} {unit} must be finite and non-negative")
+    return x
+
+
 def _check_int(value: object, what: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise SimulationError(f"{what} must be an integer, got {value!r}")
@@ -199,15 +210,7 @@ class Simulation:
                 f"set_concentration of {species!r}: region {region!r} contains no subvolume "
                 "of the compartments it lives in"
             )
-        if isinstance(value_uM, bool) or not isinstance(value_uM, (int, float, np.number)):
-            raise SimulationError(
-                f"concentration of {species!r} must be a number (uM), got {value_uM!r}"
-            )
-        c = float(value_uM)
-        if not math.isfinite(c) or c < 0:
-            raise SimulationError(
-                f"concentration of {species!r} = {c!r} uM must be finite and non-negative"
-            )
+        c = _nonnegative_number(value_uM, f"concentration of {species!r}", "uM")
         n = np.rint(units.concentration_to_molecules(c, self.graph.volumes[mask]))
         if n.size and n.max() > units.MAX_COUNT:
             raise SimulationError(
@@ -264,16 +267,7 @@ class Simulation:
                 f"set_surface_density: species {species!r} is not membrane-bound "
                 "(declare it with membrane=...)"
             )
-        if isinstance(density, bool) or not isinstance(density, (int, float, np.number)):
-            raise SimulationError(
-                f"surface density of {species!r} must be a number (molecules/um^2), got {density!r}"
-            )
-        rho = float(density)
-        if not math.isfinite(rho) or rho < 0:
-            raise SimulationError(
-                f"surface density of {species!r} = {rho!r} molecules/um^2 must be finite and "
-                "non-negative"
-            )
+        rho = _nonnegative_number(density, f"surface density of {species!r}", "molecules/um^2")
         targets = sp.membranes if membrane is None else (membrane,)
         for mem in targets:
             if mem not in self.graph.membrane_names:
