@@ -64,6 +64,7 @@ fn main() {
         rate_class,
         rate_constants: vec![k_ox, k_red, 0.0, k_ox, k_red, source],
         initial_counts: counts,
+        schedule: Default::default(),
     };
     let mut nsm = Nsm::new(&problem, seed, 0).expect("valid problem");
     let start = Instant::now();

@@ -475,6 +475,7 @@ mod tests {
             rate_class: vec![0; n],
             rate_constants: vec![0.05, 3.0, 40.0, 1.0],
             initial_counts: counts,
+            schedule: Default::default(),
         }
     }
 

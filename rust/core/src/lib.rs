@@ -16,5 +16,5 @@ pub mod rng;
 
 pub use error::CoreError;
 pub use nsm::{Advance, Nsm};
-pub use problem::{Problem, Reaction, SubvolumeGraph};
+pub use problem::{Problem, RateSchedule, Reaction, SubvolumeGraph};
 pub use rng::Stream;

@@ -890,6 +890,7 @@ mod tests {
             rate_class: vec![0; n],
             rate_constants: vec![],
             initial_counts: counts,
+            schedule: Default::default(),
         };
         for seed in 1..6 {
             let mut nsm = Nsm::new(&problem, seed, 0).unwrap();

@@ -60,6 +60,72 @@ impl Reaction {
     }
 }
 
+/// Piecewise-constant multipliers of the reaction rate constants in time: the
+/// exact time schedules of protocols (contraction on, rest, intervals).
+///
+/// From `times[k]` until `times[k + 1]` reaction `r` runs at
+/// `factors[k * n_reactions + r]` times its constants; before `times[0]` every
+/// factor is 1. Solvers stop at each switch time, change the constants and
+/// redraw what depends on them, so a switch takes effect exactly at its time
+/// (exact for the SSA by the memorylessness of the exponential).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RateSchedule {
+    /// Strictly increasing, finite, >= 0 (s).
+    pub times: Vec<f64>,
+    /// (times.len(), n_reactions), row-major; finite and >= 0.
+    pub factors: Vec<f64>,
+}
+
+impl RateSchedule {
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+
+    /// Index of the last switch with time <= t (None before the first).
+    pub fn segment_at(&self, t: f64) -> Option<usize> {
+        let k = self.times.partition_point(|&s| s <= t);
+        k.checked_sub(1)
+    }
+
+    /// The first switch time strictly after t, if any.
+    pub fn next_switch_after(&self, t: f64) -> Option<f64> {
+        let k = self.times.partition_point(|&s| s <= t);
+        self.times.get(k).copied()
+    }
+
+    /// Factor of each reaction in force at time t (all 1 before the first switch).
+    pub fn factors_at(&self, t: f64, n_reactions: usize) -> Vec<f64> {
+        match self.segment_at(t) {
+            None => vec![1.0; n_reactions],
+            Some(k) => self.factors[k * n_reactions..(k + 1) * n_reactions].to_vec(),
+        }
+    }
+
+    pub fn validate(&self, n_reactions: usize) -> Result<(), CoreError> {
+        for (k, &t) in self.times.iter().enumerate() {
+            if !t.is_finite() || t < 0.0 {
+                return invalid(format!(
+                    "schedule times[{k}] = {t} must be finite and non-negative"
+                ));
+            }
+            if k > 0 && t <= self.times[k - 1] {
+                return invalid(format!(
+                    "schedule times must increase strictly: times[{k}] = {t} follows {}",
+                    self.times[k - 1]
+                ));
+            }
+        }
+        if self.factors.len() != self.times.len() * n_reactions {
+            return invalid(format!(
+                "schedule factors has {} entries but must have len(times) * n_reactions = {}",
+                self.factors.len(),
+                self.times.len() * n_reactions
+            ));
+        }
+        check_finite_nonneg("schedule factors", &self.factors)
+    }
+}
+
 /// Everything a solver needs to start a trajectory.
 #[derive(Clone, Debug, Default)]
 pub struct Problem {
@@ -76,6 +142,8 @@ pub struct Problem {
     pub rate_constants: Vec<f64>,
     /// (n_subvolumes, n_species), row-major.
     pub initial_counts: Vec<u32>,
+    /// Switches of the rate constants in time (empty: constant rates).
+    pub schedule: RateSchedule,
 }
 
 fn check_finite_nonneg(name: &str, values: &[f64]) -> Result<(), CoreError> {
@@ -222,7 +290,7 @@ impl Problem {
                 n * s
             ));
         }
-        Ok(())
+        self.schedule.validate(r)
     }
 }
 
@@ -260,8 +328,33 @@ mod tests {
             rate_class: vec![0, 0],
             rate_constants: vec![],
             initial_counts: vec![0, 0],
+            schedule: RateSchedule::default(),
         };
         let err = p.validate().unwrap_err().to_string();
         assert!(err.contains("edge_targets[1] = 5"), "{err}");
+    }
+
+    #[test]
+    fn schedule_segments_and_validation() {
+        let sched = RateSchedule {
+            times: vec![0.5, 1.0],
+            factors: vec![2.0, 0.0, 1.0, 3.0],
+        };
+        sched.validate(2).unwrap();
+        assert_eq!(sched.factors_at(0.1, 2), vec![1.0, 1.0]);
+        assert_eq!(sched.factors_at(0.5, 2), vec![2.0, 0.0]);
+        assert_eq!(sched.factors_at(7.0, 2), vec![1.0, 3.0]);
+        assert_eq!(sched.next_switch_after(0.5), Some(1.0));
+        assert_eq!(sched.next_switch_after(1.0), None);
+        let bad = RateSchedule {
+            times: vec![1.0, 1.0],
+            factors: vec![1.0, 1.0],
+        };
+        assert!(bad.validate(1).unwrap_err().to_string().contains("increase"));
+        let bad = RateSchedule {
+            times: vec![1.0],
+            factors: vec![-1.0],
+        };
+        assert!(bad.validate(1).unwrap_err().to_string().contains("factors"));
     }
 }

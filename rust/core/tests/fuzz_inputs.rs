@@ -122,6 +122,7 @@ fn random_problem(g: &mut Gen) -> Problem {
         rate_class,
         rate_constants,
         initial_counts,
+        schedule: Default::default(),
     }
 }
 
@@ -193,6 +194,7 @@ fn fuzz_checkpoint_decoding() {
         rate_class: vec![0; n],
         rate_constants: vec![0.01, 50.0, 1.0],
         initial_counts: (0..2 * n as u32).collect(),
+        schedule: Default::default(),
     };
     let mut base = Nsm::new(&p, 3, 0).unwrap();
     base.advance(0.2, u64::MAX).unwrap();

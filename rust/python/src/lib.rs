@@ -202,6 +202,7 @@ fn problem_from_arrays(
         rate_class: to_u32_class("rate_class", slice1("rate_class", &rate_class)?)?,
         rate_constants: rate_constants.as_array().iter().copied().collect(),
         initial_counts,
+        schedule: Default::default(),
     };
     Ok((problem, Names(species_names.unwrap_or_default())))
 }
