@@ -244,8 +244,8 @@ impl Nsm {
         for e in &self.edges {
             f.add(e.delta as u64);
         }
-        for ch in &self.channels {
-            f.add(ch.c.to_bits());
+        for (ch, base) in self.channels.iter().zip(&self.channel_base) {
+            f.add(base.to_bits());
             f.add(ch.dimer.to_bits());
             f.add(u64::from(ch.a) | u64::from(ch.b) << 32);
             f.add(u64::from(ch.reaction));
@@ -259,6 +259,10 @@ impl Nsm {
         let cells = self.rec.cells();
         for i in 0..self.n_subvolumes {
             f.add(u64::from(cells[i * self.stride + SITE]));
+        }
+        // Only when present, so that schedule-free fingerprints stay as they were.
+        for &x in self.schedule.times.iter().chain(&self.schedule.factors) {
+            f.add(x.to_bits());
         }
         f.0
     }
@@ -338,6 +342,8 @@ impl Nsm {
         if event_sum != Some(d.total_events) {
             return invalid("checkpoint event counters do not add up to its total");
         }
+        let factors = nsm.schedule.factors_at(d.time, r);
+        nsm.set_factors(&factors);
         let stride = nsm.stride;
         {
             let cells = nsm.rec.cells_mut();
@@ -390,6 +396,14 @@ impl Nsm {
         let m = f64::from(u32::MAX);
         let limit = f64::MAX / 4.0;
         let s = self.n_species;
+        // The largest factor each reaction reaches anywhere in the schedule.
+        let r = self.reaction_events.len();
+        let mut max_factor = vec![1.0f64; r];
+        for row in self.schedule.factors.chunks_exact(r.max(1)) {
+            for (m, &f) in max_factor.iter_mut().zip(row) {
+                *m = m.max(f);
+            }
+        }
         let mut checked = vec![false; self.sites.len()];
         let cells = self.rec.cells();
         for i in 0..self.n_subvolumes {
@@ -410,10 +424,14 @@ impl Nsm {
                     worst = (term, format!("transport of species {sp}"));
                 }
             }
-            for ch in &self.channels[site.channel_start as usize..site.channel_end as usize] {
+            let range = site.channel_start as usize..site.channel_end as usize;
+            for (ch, &base) in self.channels[range.clone()]
+                .iter()
+                .zip(&self.channel_base[range])
+            {
                 let xa = if ch.a as usize == C0 + s { 1.0 } else { m };
                 let xb = if ch.b as usize == C0 + s { 1.0 } else { m };
-                let term = ch.c * xa * xb;
+                let term = base * max_factor[ch.reaction as usize] * xa * xb;
                 bound += term;
                 if term > worst.0 || !term.is_finite() {
                     worst = (term, format!("reaction {}", ch.reaction));

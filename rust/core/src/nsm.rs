@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use crate::calendar::{CalendarQueue, Store, IN_HEAP};
 use crate::error::{invalid, CoreError};
-use crate::problem::Problem;
+use crate::problem::{Problem, RateSchedule};
 use crate::rng::Stream;
 
 /// A reaction as it applies at one rate class, in a branch-free form:
@@ -207,6 +207,12 @@ pub struct Nsm {
     /// multiplication; 0 otherwise (picked by a cumulative scan).
     uniform_edge_inv: Vec<f64>,
     channels: Vec<Channel>,
+    /// Per channel, its constant before the schedule factor (`channels[k].c`
+    /// = `channel_base[k] * factors[reaction]`).
+    channel_base: Vec<f64>,
+    /// Rate switches in time, and the factor of each reaction in force now.
+    schedule: RateSchedule,
+    factors: Vec<f64>,
     change_offsets: Vec<usize>,
     change_species: Vec<u32>,
     change_delta: Vec<i64>,
@@ -377,7 +383,10 @@ impl Nsm {
             edges,
             edge_rates,
             uniform_edge_inv,
+            channel_base: channels.iter().map(|ch| ch.c).collect(),
             channels,
+            schedule: problem.schedule.clone(),
+            factors: vec![1.0; r],
             change_offsets,
             change_species,
             change_delta,
@@ -389,6 +398,8 @@ impl Nsm {
             diffusion_events: vec![0; s],
             reaction_events: vec![0; r],
         };
+        let factors = nsm.schedule.factors_at(0.0, r);
+        nsm.set_factors(&factors);
         let mut total_rate = 0.0;
         for i in 0..n {
             let (ad, ar) = nsm.propensities::<0>(i * stride);
@@ -600,6 +611,8 @@ impl Nsm {
     }
 
     /// Run every event with time <= t_stop, at most `max_events` of them.
+    /// Rate switches of the schedule that fall in (time, t_stop] take effect
+    /// exactly at their times.
     pub fn advance(&mut self, t_stop: f64, max_events: u64) -> Result<Advance, CoreError> {
         if t_stop.is_nan() || t_stop < self.time {
             return invalid(format!(
@@ -607,6 +620,82 @@ impl Nsm {
                 self.time
             ));
         }
+        let mut budget = max_events;
+        loop {
+            let switch = self
+                .schedule
+                .next_switch_after(self.time)
+                .filter(|&ts| ts <= t_stop);
+            let segment_end = switch.unwrap_or(t_stop);
+            let (outcome, fired) = self.run_segment(segment_end, budget)?;
+            budget -= fired;
+            if outcome == Advance::Paused {
+                return Ok(Advance::Paused);
+            }
+            match switch {
+                Some(ts) => self.apply_switch(ts),
+                None => return Ok(Advance::Reached),
+            }
+            if segment_end == t_stop {
+                return Ok(Advance::Reached);
+            }
+        }
+    }
+
+    /// The factor of each reaction in force now (1 without a schedule).
+    pub fn rate_factors(&self) -> &[f64] {
+        &self.factors
+    }
+
+    fn set_factors(&mut self, factors: &[f64]) {
+        for (ch, &base) in self.channels.iter_mut().zip(&self.channel_base) {
+            ch.c = base * factors[ch.reaction as usize];
+        }
+        self.factors.copy_from_slice(factors);
+    }
+
+    /// Switch the rate constants at time ts (every event up to ts has run).
+    /// A subvolume whose propensity changes from a_old to a_new keeps its
+    /// random number: t <- ts + (t - ts) a_old / a_new (Gibson & Bruck 2000),
+    /// exact by memorylessness, and costs no draw; one that had none draws.
+    fn apply_switch(&mut self, ts: f64) {
+        let r = self.reaction_events.len();
+        let factors = self.schedule.factors_at(ts, r);
+        if factors == self.factors {
+            return;
+        }
+        let n = self.n_subvolumes;
+        let stride = self.stride;
+        let old: Vec<f64> = (0..n)
+            .map(|i| {
+                let (ad, ar) = self.propensities::<0>(i * stride);
+                ad + ar
+            })
+            .collect();
+        self.set_factors(&factors);
+        let mut total_rate = 0.0;
+        for (i, &a_old) in old.iter().enumerate() {
+            let (ad, ar) = self.propensities::<0>(i * stride);
+            let a_new = ad + ar;
+            total_rate += a_new;
+            if a_new == a_old {
+                continue;
+            }
+            let t = self.rec.time(i);
+            let next = if a_new <= 0.0 {
+                f64::INFINITY
+            } else if a_old > 0.0 && t.is_finite() {
+                ts + (t - ts) * (a_old / a_new)
+            } else {
+                ts + self.rng.exp1() / a_new
+            };
+            self.rec.set(i, next, IN_HEAP);
+        }
+        self.queue = CalendarQueue::build_with_rate(n, &mut self.rec, total_rate);
+    }
+
+    /// `advance` within one schedule segment: (outcome, events fired).
+    fn run_segment(&mut self, t_stop: f64, max_events: u64) -> Result<(Advance, u64), CoreError> {
         match self.n_species {
             1 => self.run_events::<1>(t_stop, max_events),
             2 => self.run_events::<2>(t_stop, max_events),
@@ -624,16 +713,16 @@ impl Nsm {
         &mut self,
         t_stop: f64,
         max_events: u64,
-    ) -> Result<Advance, CoreError> {
+    ) -> Result<(Advance, u64), CoreError> {
         let mut fired = 0u64;
         loop {
             let (t, i) = self.queue.peek(&mut self.rec);
             if t > t_stop || t == f64::INFINITY {
                 self.time = t_stop;
-                return Ok(Advance::Reached);
+                return Ok((Advance::Reached, fired));
             }
             if fired == max_events {
-                return Ok(Advance::Paused);
+                return Ok((Advance::Paused, fired));
             }
             self.time = t;
             self.prefetch_hint::<K>();

@@ -12,7 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use redoxfield_core::lattice::cubic_lattice;
-use redoxfield_core::{Nsm, Problem, Reaction, Stream, SubvolumeGraph};
+use redoxfield_core::{Nsm, Problem, RateSchedule, Reaction, Stream, SubvolumeGraph};
 
 fn budget() -> (u64, Duration) {
     let iters = std::env::var("REDOXFIELD_FUZZ_ITERS")
@@ -108,6 +108,28 @@ fn random_problem(g: &mut Gen) -> Problem {
             _ => g.below(50) as u32,
         })
         .collect();
+    // A schedule in half the problems: mostly valid, sometimes with a
+    // non-increasing time or a factor array of the wrong size.
+    let schedule = if g.chance(0.5) {
+        let k = g.below(4) as usize;
+        let mut t = 0.0;
+        let times = (0..k)
+            .map(|_| {
+                t += if g.chance(0.95) {
+                    g.0.exp1() * 0.01
+                } else {
+                    -1.0
+                };
+                t
+            })
+            .collect();
+        let factors = (0..k * r + usize::from(g.chance(0.03)))
+            .map(|_| if g.chance(0.2) { 0.0 } else { f(g) })
+            .collect();
+        RateSchedule { times, factors }
+    } else {
+        RateSchedule::default()
+    };
     Problem {
         n_species: s,
         graph: SubvolumeGraph {
@@ -122,7 +144,7 @@ fn random_problem(g: &mut Gen) -> Problem {
         rate_class,
         rate_constants,
         initial_counts,
-        schedule: Default::default(),
+        schedule,
     }
 }
 
