@@ -54,9 +54,14 @@ class NsmEngine:
         seed: int,
         replicate: int = 0,
         species_names: Sequence[str] | None = None,
+        schedule_times: NDArray[np.float64] | None = None,
+        schedule_factors: NDArray[np.float64] | None = None,
     ) -> None:
         """Validate every array (ValueError naming the array and the index on bad
-        input) and build the engine at time 0."""
+        input) and build the engine at time 0. ``schedule_times`` (T,) strictly
+        increasing and ``schedule_factors`` (T, R): from ``schedule_times[k]`` on,
+        reaction r runs at ``schedule_factors[k, r]`` times its constants (1 before
+        the first time); switches happen exactly at their times."""
 
     @property
     def time(self) -> float:
@@ -91,6 +96,8 @@ class NsmEngine:
         counts: NDArray[np.int64],
         state: bytes,
         species_names: Sequence[str] | None = None,
+        schedule_times: NDArray[np.float64] | None = None,
+        schedule_factors: NDArray[np.float64] | None = None,
         **ignored: object,
     ) -> NsmEngine:
         """The engine of these arrays (the ones the checkpoint was taken from;

@@ -41,6 +41,8 @@ _PROBLEM_KEYS = (
     "rate_constants",
     "counts",
 )
+#: Present only when the run has a rate schedule (protocol).
+_SCHEDULE_KEYS = ("schedule_times", "schedule_factors")
 
 
 def _pack(seq: int, sample_index: int, state: bytes) -> np.ndarray:
@@ -84,6 +86,9 @@ class Checkpointer:
             pg = g.create_group("problem")
             for key in _PROBLEM_KEYS:
                 pg.create_dataset(key, data=np.asarray(problem_arrays[key]), compression="gzip")
+            for key in _SCHEDULE_KEYS:
+                if key in problem_arrays:
+                    pg.create_dataset(key, data=np.asarray(problem_arrays[key]))
             g.create_dataset("times", data=np.asarray(times, dtype=np.float64))
         size = _HEAD.size + state_len + 4
         for k in (0, 1):
@@ -126,4 +131,7 @@ def read_problem(file: h5py.File) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The engine arrays and the sample times stored with the checkpoints."""
     pg = file["checkpoint/problem"]
     arrays = {key: np.ascontiguousarray(pg[key][()]) for key in _PROBLEM_KEYS}
+    for key in _SCHEDULE_KEYS:
+        if key in pg:
+            arrays[key] = np.ascontiguousarray(pg[key][()], dtype=np.float64)
     return arrays, np.asarray(file["checkpoint/times"][()], dtype=np.float64)

@@ -200,6 +200,10 @@ class _Base:
     scenario_text: str | None
     metadata: dict[str, Any]
     fingerprint: str = ""
+    #: Rate schedule {"times": [...], "factors": {reaction: [...]}} or None.
+    schedule: dict[str, Any] | None = None
+    #: Protocol (redoxfield.protocols dict form) or None; applied after schedule.
+    protocol: dict[str, Any] | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # In-band pickling: Dask's out-of-band buffers would come back as
@@ -235,6 +239,8 @@ class _Base:
             h.update(np.ascontiguousarray(self.counts).tobytes())
         h.update(json.dumps(self.initial, sort_keys=True).encode())
         h.update(repr((self.t_end, self.dt_sample, self.seed, self.solver)).encode())
+        if self.schedule is not None or self.protocol is not None:
+            h.update(json.dumps([self.schedule, self.protocol], sort_keys=True).encode())
         h.update(b"redoxfield-ensemble-1")
         return h.hexdigest()
 
@@ -341,9 +347,32 @@ class _Base:
                 sim.apply_initial(e)
             except RedoxfieldError as exc:
                 raise EnsembleError(f"initial condition {k} ({e}): {exc}") from None
+        try:
+            if self.protocol is not None:
+                sim.set_protocol(self.protocol)
+            elif self.schedule is not None:
+                sim.set_rate_schedule(self.schedule["times"], self.schedule["factors"])
+        except RedoxfieldError as exc:
+            raise EnsembleError(f"sweep values {dict(values)!r}: {exc}") from None
         sim.scenario_text = self.scenario_text
         sim.metadata.update(self.metadata)
         return sim
+
+
+def _schedule_fields(sim: Simulation) -> dict[str, Any]:
+    """The schedule or protocol of ``sim`` in the picklable form of _Base."""
+    if sim.protocol is not None:
+        return {"protocol": sim.protocol.to_dict()}
+    sched = sim.rate_schedule
+    if sched is None:
+        return {}
+    times, factors = sched
+    return {
+        "schedule": {
+            "times": times.tolist(),
+            "factors": {k: v.tolist() for k, v in factors.items() if np.any(v != 1.0)},
+        }
+    }
 
 
 @dataclass(frozen=True)
@@ -450,6 +479,7 @@ class Ensemble:
                 solver=sim.solver,
                 scenario_text=source.text,
                 metadata=dict(sim.metadata),
+                **_schedule_fields(sim),
             )
         elif isinstance(source, Simulation):
             if t_end is None or dt_sample is None:
@@ -466,6 +496,7 @@ class Ensemble:
                 solver=source.solver,
                 scenario_text=source.scenario_text,
                 metadata=dict(source.metadata),
+                **_schedule_fields(source),
             )
         else:
             raise EnsembleError(

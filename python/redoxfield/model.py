@@ -199,6 +199,8 @@ class Reaction:
     region: str | None = None
     compartment: str | None = None
     membrane: str | None = None
+    #: (factor at rest, factor at full contraction) or None: see Model.reaction.
+    activity: tuple[float, float] | None = None
 
     @property
     def order(self) -> int:
@@ -329,6 +331,7 @@ class Model:
         *,
         flux: float | None = None,
         membrane: str | None = None,
+        activity: tuple[float, float] | None = None,
     ) -> Reaction:
         """Add a reaction from a string such as ``"H2O2 + Prx -> PrxOx"``.
 
@@ -344,6 +347,11 @@ class Model:
         molecules/(µm² s) (``c_i = k · a_i``, a_i the membrane area in subvolume
         i; docs/units.md). Reactions involving a membrane-bound species are
         restricted to its membranes automatically.
+        ``activity``: ``(rest, active)`` couples the rate to the contraction
+        activity a(t) in [0, 1] of a protocol (:mod:`redoxfield.protocols`): the
+        constant is multiplied by ``rest + (active - rest) * a(t)``, switched
+        exactly at the protocol's phase boundaries (``Simulation.set_protocol``).
+        Without a protocol the reaction runs at its plain ``k``.
         """
         reactants, products = parse_equation(text)
         for sp in (*reactants, *products):
@@ -382,7 +390,22 @@ class Model:
             if any(r.name == name for r in self._reactions):
                 raise ModelError(f"reaction name {name!r} is used twice")
             label = name
-        rx = Reaction(label, equation, reactants, products, kk, ff, region, compartment, membrane)
+        act = None
+        if activity is not None:
+            try:
+                lo, hi = activity  # type: ignore[misc]
+            except (TypeError, ValueError):
+                raise ModelError(
+                    f"reaction {text!r}: activity must be a pair (factor at rest, factor at "
+                    f"full activity), got {activity!r}"
+                ) from None
+            act = (
+                _check_rate(lo, f"activity factor at rest of reaction {text!r}"),
+                _check_rate(hi, f"activity factor at full activity of reaction {text!r}"),
+            )
+        rx = Reaction(
+            label, equation, reactants, products, kk, ff, region, compartment, membrane, act
+        )
         self._reactions.append(rx)
         return rx
 
@@ -429,6 +452,7 @@ class Model:
                     "region": r.region,
                     "compartment": r.compartment,
                     "membrane": r.membrane,
+                    **({"activity": list(r.activity)} if r.activity is not None else {}),
                 }
                 for r in self._reactions
             ],
@@ -463,6 +487,7 @@ class Model:
                 compartment=r.get("compartment"),
                 membrane=r.get("membrane"),
                 name=r["name"],
+                activity=r.get("activity"),
             )
         for p in data.get("permeabilities", []):
             m.permeability(p["species"], p["membrane"], p["P"])
@@ -502,6 +527,8 @@ class Model:
                 scope.append(f"compartment {r.compartment}")
             if r.membrane:
                 scope.append(f"membrane {r.membrane}")
+            if r.activity is not None:
+                scope.append(f"activity x{r.activity[0]:g} at rest .. x{r.activity[1]:g} active")
             where = f"  [{', '.join(scope)}]" if scope else ""
             label = "" if r.name == r.equation else f"  ({r.name})"
             lines.append(f"  {r.equation}   {rate}{where}{label}")

@@ -139,6 +139,30 @@ class Result:
         return Model.from_dict(json.loads(self._file["model"].attrs["description"]))
 
     @property
+    def rate_schedule(self) -> tuple[NDArray[np.float64], dict[str, NDArray[np.float64]]] | None:
+        """(switch times, reaction name -> factors) of the run, or None."""
+        if "schedule" not in self._file:
+            return None
+        g = self._file["schedule"]
+        factors = np.asarray(g["factors"][()])
+        names = _str_list(g["reaction_names"])
+        return np.asarray(g["times"][()]), {n: factors[:, k] for k, n in enumerate(names)}
+
+    @property
+    def protocol(self) -> Any:
+        """The exercise protocol of the run (redoxfield.protocols.Protocol) or None."""
+        if "schedule" not in self._file or "protocol" not in self._file["schedule"].attrs:
+            return None
+        from .protocols import from_dict
+
+        return from_dict(json.loads(self._file["schedule"].attrs["protocol"]))
+
+    def activity(self) -> NDArray[np.float64] | None:
+        """Contraction activity at each sample time (None without a protocol)."""
+        p = self.protocol
+        return None if p is None else p.activity(self.times)
+
+    @property
     def scenario_text(self) -> str | None:
         if "scenario" not in self._file:
             return None

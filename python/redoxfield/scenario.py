@@ -87,6 +87,12 @@ class Scenario:
     run_settings: RunSettings
     picture_species: str | None = None
     text: str | None = field(default=None, repr=False)
+    #: ``[protocol]`` table (redoxfield.protocols.from_dict form) or None.
+    protocol: dict[str, Any] | None = None
+    #: ``[schedule]`` table: ``times`` and ``factors`` (reaction name -> list), or None.
+    schedule: dict[str, Any] | None = None
+    #: ``[biology]`` table built (redoxfield.biology.BioModel) or None.
+    biology: Any = None
 
     def simulation(self, seed: int | None = None) -> Simulation:
         """A Simulation with the initial conditions applied (``seed`` overrides [run])."""
@@ -98,11 +104,21 @@ class Scenario:
             solver=rs.solver,
             replicate=rs.replicate,
         )
+        if self.biology is not None:
+            self.biology.apply(sim)
         for k, ic in enumerate(self.initial):
             try:
                 sim.apply_initial(ic)
             except RedoxfieldError as exc:
                 raise ScenarioError(f"initial[{k}]: {exc}") from None
+        try:
+            if self.schedule is not None:
+                sim.set_rate_schedule(self.schedule["times"], self.schedule["factors"])
+            if self.protocol is not None:
+                sim.set_protocol(self.protocol)
+        except RedoxfieldError as exc:
+            which = "[protocol]" if self.protocol is not None else "[schedule]"
+            raise ScenarioError(f"{which}: {exc}") from None
         sim.scenario_text = self.text
         sim.metadata["scenario_name"] = self.name
         return sim
@@ -211,6 +227,9 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
             "initial",
             "run",
             "output",
+            "protocol",
+            "schedule",
+            "biology",
         },
         "the top level",
     )
@@ -280,7 +299,12 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
         space.region(rname, _selector(sel, f"[regions].{rname}"))
 
     # species and reactions
-    model = Model()
+    biology = None
+    if "biology" in doc:  # docs/biology.md: the model starts from the biology modules
+        from .biology.table import from_table
+
+        biology = from_table(doc["biology"], space)
+    model = biology.model if biology is not None else Model()
     for k, sp in enumerate(_list_of_tables(doc, "species")):
         where = f"species[{k}]"
         _no_extra(sp, {"name", "D", "compartments", "membrane"}, where)
@@ -297,7 +321,17 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
         )
     for k, rx in enumerate(_list_of_tables(doc, "reactions")):
         where = f"reactions[{k}]"
-        _no_extra(rx, {"equation", "k", "flux", "region", "compartment", "membrane", "name"}, where)
+        _no_extra(
+            rx,
+            {"equation", "k", "flux", "region", "compartment", "membrane", "name", "activity"},
+            where,
+        )
+        activity = _get(rx, "activity", where, (list,), None)
+        if activity is not None and len(activity) != 2:
+            raise ScenarioError(
+                f"{where}.activity must be [factor at rest, factor at full activity], "
+                f"got {activity!r}"
+            )
         model.reaction(
             _get(rx, "equation", where, (str,)),
             k=_number(rx, "k", where, None),
@@ -306,6 +340,7 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
             compartment=_get(rx, "compartment", where, (str,), None),
             membrane=_get(rx, "membrane", where, (str,), None),
             name=_get(rx, "name", where, (str,), None),
+            activity=None if activity is None else tuple(activity),
         )
     for k, pm in enumerate(_list_of_tables(doc, "permeabilities")):
         where = f"permeabilities[{k}]"
@@ -376,7 +411,30 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
     if picture is not None and picture not in model.species_names:
         raise ScenarioError(f"[output].picture: unknown species {picture!r}")
 
-    scenario = Scenario(name, description, model, space, initial, settings, picture, text)
+    protocol = _get(doc, "protocol", "the top level", (dict,), None)
+    if protocol is not None:
+        _no_extra(protocol, {"phases"}, "[protocol]")
+    schedule = _get(doc, "schedule", "the top level", (dict,), None)
+    if schedule is not None:
+        _no_extra(schedule, {"times", "factors"}, "[schedule]")
+        _get(schedule, "times", "[schedule]", (list,))
+        _get(schedule, "factors", "[schedule]", (dict,))
+    if protocol is not None and schedule is not None:
+        raise ScenarioError("give either [protocol] or [schedule], not both")
+
+    scenario = Scenario(
+        name,
+        description,
+        model,
+        space,
+        initial,
+        settings,
+        picture,
+        text,
+        protocol=protocol,
+        schedule=schedule,
+        biology=biology,
+    )
     # Build it once now, so that compile errors (unknown region in a reaction) and bad
     # initial conditions (negative or overflowing counts) surface at load time.
     scenario.simulation()

@@ -22,7 +22,7 @@ import importlib
 import math
 import os
 import time as _time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -172,6 +172,8 @@ class Simulation:
         self.scenario_text: str | None = None
         #: Extra root attributes written to the output file (e.g. scenario_name).
         self.metadata: dict[str, Any] = {}
+        self._schedule: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+        self._protocol: Any = None
 
     # -- initial conditions --------------------------------------------------------
     def _species_index(self, species: str) -> int:
@@ -337,12 +339,100 @@ class Simulation:
                 f"initial condition for {species!r} needs concentration, count or surface_density"
             )
 
+    # -- time schedules ---------------------------------------------------------------
+    def set_rate_schedule(
+        self, times: Sequence[float] | NDArray[np.float64], factors: Mapping[str, Any]
+    ) -> None:
+        """Switch rate constants in time, exactly (the solver stops at each time).
+
+        ``times``: strictly increasing switch times (s, >= 0). ``factors``: reaction
+        name -> sequence of ``len(times)`` non-negative multipliers; from
+        ``times[k]`` until ``times[k + 1]`` the reaction runs at ``factors[k]``
+        times its constant (1 before ``times[0]``; reactions not named keep 1).
+        Replaces any earlier schedule or protocol."""
+        t = np.asarray(times, dtype=np.float64) if _is_numeric_seq(times) else None
+        if t is None or t.ndim != 1 or t.size == 0:
+            raise SimulationError(
+                f"schedule times must be a non-empty 1-D sequence of numbers, got {times!r}"
+            )
+        if not np.all(np.isfinite(t)) or np.any(t < 0):
+            raise SimulationError(f"schedule times must be finite and >= 0, got {t.tolist()}")
+        if np.any(np.diff(t) <= 0):
+            raise SimulationError(f"schedule times must increase strictly, got {t.tolist()}")
+        if not isinstance(factors, Mapping) or not factors:
+            raise SimulationError(
+                "schedule factors must be a non-empty mapping reaction name -> factors"
+            )
+        names = self.problem.network.reaction_names
+        table = np.ones((t.size, len(names)), dtype=np.float64)
+        for name, vals in factors.items():
+            if name not in names:
+                raise SimulationError(
+                    f"schedule: unknown reaction {name!r} (the model has: {', '.join(names)})"
+                )
+            v = np.asarray(vals, dtype=np.float64) if _is_numeric_seq(vals) else None
+            if v is None or v.shape != t.shape:
+                raise SimulationError(
+                    f"schedule factors of reaction {name!r} must be {t.size} numbers (one per "
+                    f"switch time), got {vals!r}"
+                )
+            if not np.all(np.isfinite(v)) or np.any(v < 0):
+                raise SimulationError(
+                    f"schedule factors of reaction {name!r} must be finite and >= 0, "
+                    f"got {v.tolist()}"
+                )
+            table[:, names.index(name)] = v
+        self._schedule = (t, table)
+        self._protocol = None
+
+    def set_protocol(self, protocol: Any) -> None:
+        """Drive every reaction declared with ``activity=(rest, active)`` by the
+        contraction activity of ``protocol`` (a :class:`redoxfield.protocols.Protocol`
+        or its dict/TOML form), switched exactly at the phase boundaries."""
+        from . import protocols
+
+        if not isinstance(protocol, protocols.Protocol):
+            protocol = protocols.from_dict(protocol)
+        couplings = {r.name: r.activity for r in self.model.reactions if r.activity is not None}
+        if not couplings:
+            raise SimulationError(
+                "set_protocol: no reaction of the model is coupled to contraction activity "
+                "(declare one with Model.reaction(..., activity=(rest, active)))"
+            )
+        times, factors = protocol.schedule(couplings)  # type: ignore[arg-type]
+        self.set_rate_schedule(times, factors)
+        self._protocol = protocol
+
+    @property
+    def rate_schedule(self) -> tuple[NDArray[np.float64], dict[str, NDArray[np.float64]]] | None:
+        """(switch times, reaction name -> factors) or None without a schedule."""
+        if self._schedule is None:
+            return None
+        t, table = self._schedule
+        names = self.problem.network.reaction_names
+        return t.copy(), {n: table[:, k].copy() for k, n in enumerate(names)}
+
+    @property
+    def protocol(self) -> Any:
+        """The protocol set with ``set_protocol`` (None otherwise)."""
+        return self._protocol
+
+    def _schedule_kwargs(self) -> dict[str, NDArray[np.float64]]:
+        if self._schedule is None:
+            return {}
+        t, table = self._schedule
+        return {
+            "schedule_times": np.ascontiguousarray(t),
+            "schedule_factors": np.ascontiguousarray(table),
+        }
+
     # -- running ------------------------------------------------------------------------
     def make_engine(self) -> Any:
         """A fresh ``_core.NsmEngine`` at t = 0 with the initial counts."""
         core = _load_core()
         return core.NsmEngine(
             **self.problem.engine_kwargs(),
+            **self._schedule_kwargs(),
             counts=np.ascontiguousarray(self._counts, dtype=np.int64),
             seed=self.seed,
             replicate=self.replicate,
@@ -426,9 +516,11 @@ class Simulation:
                     **self.metadata,
                 },
                 scenario_text=self.scenario_text,
+                schedule=self._schedule,
+                protocol=None if self._protocol is None else self._protocol.to_dict(),
             )
             if output is not None and hasattr(engine, "checkpoint"):
-                arrays = dict(self.problem.engine_kwargs())
+                arrays = dict(self.problem.engine_kwargs(), **self._schedule_kwargs())
                 arrays["counts"] = np.ascontiguousarray(self._counts, dtype=np.int64)
                 ckpt = Checkpointer(writer.file, engine, arrays, times, checkpoint_interval)
                 writer.file.flush()
@@ -468,6 +560,16 @@ class Simulation:
             f"Simulation(species={list(self.species)}, subvolumes={self.graph.n_subvolumes}, "
             f"solver={self.solver!r}, seed={self.seed}, replicate={self.replicate})"
         )
+
+
+def _is_numeric_seq(x: object) -> bool:
+    if isinstance(x, (str, bytes, Mapping)):
+        return False
+    try:
+        a = np.asarray(x)
+    except Exception:
+        return False
+    return a.dtype.kind in "iuf" and a.ndim >= 1
 
 
 def _progress_bar(t_end: float, wall0: float):

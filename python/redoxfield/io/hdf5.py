@@ -119,6 +119,8 @@ class ResultWriter:
         graph: SubvolumeGraph,
         attrs: dict[str, Any],
         scenario_text: str | None,
+        schedule: tuple[np.ndarray, np.ndarray] | None = None,
+        protocol: dict[str, Any] | None = None,
     ) -> None:
         f = self.file
         f.attrs["format"] = FORMAT_NAME
@@ -202,6 +204,19 @@ class ResultWriter:
             eg = gg.create_group("edges")
             for key in ("edge_offsets", "edge_targets", "edge_coupling", "edge_membrane"):
                 eg.create_dataset(key, data=getattr(graph, key), compression="gzip")
+
+        if schedule is not None:
+            sched = f.create_group("schedule")
+            sched.attrs["note"] = (
+                "from times[k] until times[k+1] reaction r runs at factors[k, r] times its "
+                "constants (1 before times[0]); switches are exact"
+            )
+            st = sched.create_dataset("times", data=schedule[0])
+            st.attrs["units"] = "s"
+            sched.create_dataset("factors", data=schedule[1])
+            sched.create_dataset("reaction_names", data=_strings(net.reaction_names), dtype=_STR)
+            if protocol is not None:
+                sched.attrs["protocol"] = json.dumps(protocol)
 
         if scenario_text is not None:
             sc = f.create_dataset("scenario", data=scenario_text, dtype=_STR)

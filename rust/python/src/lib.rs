@@ -9,7 +9,7 @@ use numpy::{
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use redoxfield_core::{Advance, CoreError, Nsm, Problem, Reaction, SubvolumeGraph};
+use redoxfield_core::{Advance, CoreError, Nsm, Problem, RateSchedule, Reaction, SubvolumeGraph};
 
 /// Python exceptions. In their own module so that the Python-visible name
 /// `CoreError` does not clash with the core's Rust error type.
@@ -77,6 +77,35 @@ impl Names {
     }
 }
 
+/// The rate schedule from `schedule_times` (T,) and `schedule_factors` (T, R):
+/// both or neither.
+fn schedule_from_arrays(
+    arrays: (Option<PyReadonlyArray1<f64>>, Option<PyReadonlyArray2<f64>>),
+    n_reactions: usize,
+) -> PyResult<RateSchedule> {
+    match arrays {
+        (None, None) => Ok(RateSchedule::default()),
+        (Some(times), Some(factors)) => {
+            let times = slice1("schedule_times", &times)?.to_vec();
+            let shape = factors.shape();
+            if shape[0] != times.len() || shape[1] != n_reactions {
+                return Err(PyValueError::new_err(format!(
+                    "schedule_factors has shape ({}, {}) but must be (len(schedule_times), \
+                     n_reactions) = ({}, {n_reactions})",
+                    shape[0],
+                    shape[1],
+                    times.len()
+                )));
+            }
+            let factors = factors.as_array().iter().copied().collect();
+            Ok(RateSchedule { times, factors })
+        }
+        _ => Err(PyValueError::new_err(
+            "give both schedule_times and schedule_factors, or neither",
+        )),
+    }
+}
+
 /// The core `Problem` from the engine's numpy arrays (shapes and index ranges
 /// checked here; values by `Problem::validate`).
 #[allow(clippy::too_many_arguments)]
@@ -94,6 +123,7 @@ fn problem_from_arrays(
     rate_constants: PyReadonlyArray2<f64>,
     counts: PyReadonlyArray2<i64>,
     species_names: Option<Vec<String>>,
+    schedule: (Option<PyReadonlyArray1<f64>>, Option<PyReadonlyArray2<f64>>),
 ) -> PyResult<(Problem, Names)> {
     let volumes = slice1("volumes", &volumes)?.to_vec();
     let n = volumes.len();
@@ -202,7 +232,7 @@ fn problem_from_arrays(
         rate_class: to_u32_class("rate_class", slice1("rate_class", &rate_class)?)?,
         rate_constants: rate_constants.as_array().iter().copied().collect(),
         initial_counts,
-        schedule: Default::default(),
+        schedule: schedule_from_arrays(schedule, n_reactions)?,
     };
     Ok((problem, Names(species_names.unwrap_or_default())))
 }
@@ -219,7 +249,8 @@ impl NsmEngine {
     #[new]
     #[pyo3(signature = (*, volumes, edge_offsets, edge_targets, edge_coupling, edge_class,
         transport_coefficients, reactants, product_offsets, product_species, rate_class,
-        rate_constants, counts, seed, replicate = 0, species_names = None))]
+        rate_constants, counts, seed, replicate = 0, species_names = None,
+        schedule_times = None, schedule_factors = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         volumes: PyReadonlyArray1<f64>,
@@ -237,6 +268,8 @@ impl NsmEngine {
         seed: u64,
         replicate: u64,
         species_names: Option<Vec<String>>,
+        schedule_times: Option<PyReadonlyArray1<f64>>,
+        schedule_factors: Option<PyReadonlyArray2<f64>>,
     ) -> PyResult<Self> {
         let (problem, names) = problem_from_arrays(
             volumes,
@@ -252,6 +285,7 @@ impl NsmEngine {
             rate_constants,
             counts,
             species_names,
+            (schedule_times, schedule_factors),
         )?;
         let nsm = Nsm::new(&problem, seed, replicate).map_err(|e| names.error(e))?;
         nsm.check_propensity_bound().map_err(|e| names.error(e))?;
@@ -262,7 +296,8 @@ impl NsmEngine {
     #[staticmethod]
     #[pyo3(signature = (*, volumes, edge_offsets, edge_targets, edge_coupling, edge_class,
         transport_coefficients, reactants, product_offsets, product_species, rate_class,
-        rate_constants, counts, state, species_names = None, **_ignored))]
+        rate_constants, counts, state, species_names = None, schedule_times = None,
+        schedule_factors = None, **_ignored))]
     #[allow(clippy::too_many_arguments)]
     fn restore(
         volumes: PyReadonlyArray1<f64>,
@@ -279,6 +314,8 @@ impl NsmEngine {
         counts: PyReadonlyArray2<i64>,
         state: &[u8],
         species_names: Option<Vec<String>>,
+        schedule_times: Option<PyReadonlyArray1<f64>>,
+        schedule_factors: Option<PyReadonlyArray2<f64>>,
         _ignored: Option<Bound<'_, pyo3::types::PyDict>>,
     ) -> PyResult<Self> {
         let (problem, names) = problem_from_arrays(
@@ -295,6 +332,7 @@ impl NsmEngine {
             rate_constants,
             counts,
             species_names,
+            (schedule_times, schedule_factors),
         )?;
         let nsm = Nsm::restore(&problem, state).map_err(|e| names.error(e))?;
         Ok(NsmEngine { nsm, names })
