@@ -111,6 +111,20 @@ def test_to_xarray_round_trip(res):
     assert sub.sizes["species"] == 1
 
 
+def test_lazy_to_xarray_matches_the_eager_one(res):
+    """Big results become Dask-backed (no (T, N, S) block in memory); values equal."""
+    import dask.array as da
+
+    eager = res.to_xarray()
+    lazy = res.to_xarray(lazy=True)
+    assert isinstance(lazy["counts"].data, da.Array)
+    assert isinstance(lazy["concentration"].data, da.Array)
+    np.testing.assert_array_equal(lazy["counts"].values, eager["counts"].values)
+    np.testing.assert_allclose(
+        lazy["concentration"].values, eager["concentration"].values, rtol=1e-12
+    )
+
+
 # -- virtual microscopy ----------------------------------------------------------------
 def test_psf_sigmas_follow_the_gaussian_approximations():
     from redoxfield.viz import Microscope

@@ -366,15 +366,16 @@ class Result:
 
         return animate(self, species, path, kind, **kwargs)  # type: ignore[arg-type]
 
-    def to_xarray(self, species: list[str] | None = None) -> Any:
+    def to_xarray(self, species: list[str] | None = None, lazy: bool | None = None) -> Any:
         """An ``xarray.Dataset`` with ``counts`` (uint32) and ``concentration`` (µM)
         of dims (time, subvolume, species) and coordinates time (s), species, x, y, z
         (µm, subvolume centres), volume (µm³), compartment and one boolean coordinate
-        per region. Reads the whole (T, N, S) block into memory: pass ``species`` to
-        keep it small."""
+        per region. ``lazy``: Dask arrays reading the file on demand (keep the
+        Result open while using them); default lazy when the block exceeds 256 MiB,
+        else read into memory."""
         from .io.xarray import to_xarray
 
-        return to_xarray(self, species)
+        return to_xarray(self, species, lazy)
 
     def write_xdmf(self) -> Path:
         """(Re)write the ParaView sidecar ``<file>.xdmf`` next to the HDF5 file."""

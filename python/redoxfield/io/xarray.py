@@ -14,7 +14,11 @@ if TYPE_CHECKING:
 __all__ = ["to_xarray"]
 
 
-def to_xarray(result: Result, species: list[str] | None = None) -> Any:
+#: Above this many bytes (counts + concentration) to_xarray is lazy by default.
+LAZY_ABOVE_BYTES = 256 * 2**20
+
+
+def to_xarray(result: Result, species: list[str] | None = None, lazy: bool | None = None) -> Any:
     """See :meth:`redoxfield.Result.to_xarray`."""
     import xarray as xr
 
@@ -22,11 +26,26 @@ def to_xarray(result: Result, species: list[str] | None = None) -> Any:
     for s in names:
         result._species_check(s)
     t, n = result.n_samples, result.n_subvolumes
-    counts = np.empty((t, n, len(names)), dtype=np.uint32)
-    for j, s in enumerate(names):
-        counts[:, :, j] = result.file["samples/counts"][s][()]
     vol = result.volumes
-    conc = units.molecules_to_concentration(counts, vol[None, :, None])
+    if lazy is None:
+        lazy = t * n * len(names) * 12 > LAZY_ABOVE_BYTES
+    if lazy:
+        import dask.array as da
+
+        # Chunks follow the file's (one sample per chunk row block), so a
+        # computation reads each compressed chunk once.
+        parts = []
+        for s in names:
+            ds = result.file["samples/counts"][s]
+            parts.append(da.from_array(ds, chunks=ds.chunks or "auto", lock=True))
+        counts: Any = da.stack(parts, axis=-1)
+        per_molecule = units.molecules_to_concentration(np.ones_like(vol), vol)
+        conc: Any = counts * per_molecule[None, :, None]
+    else:
+        counts = np.empty((t, n, len(names)), dtype=np.uint32)
+        for j, s in enumerate(names):
+            counts[:, :, j] = result.file["samples/counts"][s][()]
+        conc = units.molecules_to_concentration(counts, vol[None, :, None])
     c = result.centers
     g = result.file["geometry"]
     cnames = [str(v) for v in g["compartment_names"].asstr()[()]]
