@@ -418,10 +418,6 @@ def _run_task(base: _Base, task: _Task, shard_dir: str) -> dict[str, Any]:
     return info
 
 
-def _identity(x: Any) -> Any:
-    return x
-
-
 # -- the public class -----------------------------------------------------------------------
 @dataclass
 class _Outcome:
@@ -807,7 +803,10 @@ def _run_dask(client, base, tasks, shard_dir, outcome, progress, cb) -> None:
     from distributed import as_completed
 
     fp = base.fingerprint[:16]
-    base_f = client.submit(_identity, base, key=f"redoxfield-base-{fp}", pure=False)
+    # Scattered, not submitted: the base (geometry arrays, possibly tens of MB)
+    # goes to the workers as data instead of inside the task graph, which the
+    # scheduler would otherwise copy and warn about ("Sending large graph").
+    base_f = client.scatter(base, hash=False)
     futures = {}
     for t in tasks:
         f = client.submit(
