@@ -16,7 +16,7 @@ intervention                what changes
 ``inhibitor("gp91ds-tat", f)``  a fraction f of NOX2 cannot dock p47phox: NOX2 x (1 - f)
 ``inhibitor("auranofin", f)``  TrxR (cytosol and matrix) x (1 - f)
 ``inhibitor("gpx", f)``     GPx + H2O2 rate x (1 - f) (e.g. mercaptosuccinate)
-``supplement(...)``         a vitamin C-like scavenger of H2O2 and superoxide
+``supplement(...)``         a vitamin C-like scavenger of H2O2 and superoxide, re-reduced
 ``denervation()``           no nerve-evoked contraction (NOX2 assembly 0), mitochondrial
                             superoxide x ``denervation_mito_factor``
 ``ageing()``                mitochondrial superoxide x ``ageing_mito_factor``, NOX2
@@ -134,12 +134,14 @@ def supplement(
     concentration: float = v("scavenger"),
     k_h2o2: float = v("k_scavenger_h2o2"),
     k_superoxide: float = v("k_scavenger_o2m"),
+    k_regen: float = v("k_scavenger_regen"),
     name: str = "VitC",
 ) -> Transform:
     """A vitamin C-like scavenger ``name`` (µM) in the reducing compartments,
-    consumed by H2O2 (``k_h2o2``) and superoxide (``k_superoxide``) into
-    ``name + "ox"``."""
+    oxidised by H2O2 (``k_h2o2``) and superoxide (``k_superoxide``) into
+    ``name + "ox"`` and re-reduced at ``k_regen`` (GSH held constant)."""
     c = check_positive(concentration, "supplement concentration")
+    kr = check_positive(k_regen, "supplement k_regen")
     kh = check_positive(k_h2o2, "supplement k_h2o2")
     ks = check_positive(k_superoxide, "supplement k_superoxide")
 
@@ -158,13 +160,22 @@ def supplement(
             rx.append(
                 m.reaction(f"O2m + {name} -> {name}ox", k=ks, name=f"{name} scavenges superoxide")
             )
+        if kr > 0:
+            rx.append(m.reaction(f"{name}ox -> {name}", k=kr, name=f"{name} is re-reduced"))
         out.tags.setdefault("supplement", []).extend(r.name for r in rx)
         out.initial.append(Init(name, concentration=c))
         return out
 
     return _named(
         apply,
-        {"type": "supplement", "name": name, "concentration": c, "k_h2o2": kh, "k_superoxide": ks},
+        {
+            "type": "supplement",
+            "name": name,
+            "concentration": c,
+            "k_h2o2": kh,
+            "k_superoxide": ks,
+            "k_regen": kr,
+        },
     )
 
 

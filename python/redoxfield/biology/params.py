@@ -178,6 +178,9 @@ PARAMS: dict[str, Param] = {
         "ascorbate itself reacts with H2O2 far slower",
         "flagged",
     ),
+    "k_scavenger_regen": Param(
+        10.0, "1/s", "re-reduction of the oxidised scavenger (GSH, DHAR): no value", "flagged"
+    ),
     "k_scavenger_o2m": Param(
         3e5, "1/(M s)", "ascorbate + superoxide, commonly quoted 1e5-3e5", "unverified"
     ),
