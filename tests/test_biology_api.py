@@ -162,3 +162,15 @@ def test_parameter_table_is_complete_and_tagged():
         assert p.tag in ("abs", "model", "unverified", "flagged", "derived"), name
         assert p.source and p.unit, name
     assert "| `k_prx` | 4e+07 |" in bio.params.markdown_table()
+
+
+def test_ensembles_of_a_biology_scenario_keep_its_initial_amounts(tmp_path):
+    # The biology's initial amounts are ordinary [[initial]] entries of the scenario,
+    # so Ensemble (which rebuilds trajectories from those entries) sees them too.
+    pytest.importorskip("redoxfield._core")
+    sc = parse_scenario(TOML.format(extra="[[biology.sensors]]\ntype = 'HyPer7'"))
+    ens = rf.Ensemble(sc, replicates=1, parameters={"reactions/NOX2 H2O2 production/k": [5.0]})
+    res = ens.run(tmp_path / "sweep.h5", serial=True)
+    prx = res.counts("Prx", 0, 0)[0].sum()
+    assert prx == sc.simulation().initial_counts("Prx").sum() > 0
+    assert res.counts("HyPer7", 0, 0)[0].sum() > 0

@@ -104,8 +104,6 @@ class Scenario:
             solver=rs.solver,
             replicate=rs.replicate,
         )
-        if self.biology is not None:
-            self.biology.apply(sim)
         for k, ic in enumerate(self.initial):
             try:
                 sim.apply_initial(ic)
@@ -119,6 +117,8 @@ class Scenario:
         except RedoxfieldError as exc:
             which = "[protocol]" if self.protocol is not None else "[schedule]"
             raise ScenarioError(f"{which}: {exc}") from None
+        if self.biology is not None:
+            self.biology.annotate(sim)
         sim.scenario_text = self.text
         sim.metadata["scenario_name"] = self.name
         return sim
@@ -354,7 +354,8 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
         raise ScenarioError("the scenario declares no species ([[species]])")
 
     # initial conditions (checked against the model now, applied in simulation())
-    initial: list[dict[str, Any]] = []
+    # the biology's initial amounts first, so that [[initial]] entries replace them
+    initial: list[dict[str, Any]] = [] if biology is None else biology.entries(space)
     for k, ic in enumerate(_list_of_tables(doc, "initial")):
         where = f"initial[{k}]"
         _no_extra(

@@ -38,24 +38,24 @@ AQUEOUS = (
     "sr_lumen",
     "nerve_terminal",
 )
-#: Tags the seed stream of the biology initial conditions (as simulation.py does).
-_SEED_STREAM_BIOLOGY = 0xB10
+#: A concentration stays a ``concentration`` entry (rounded per subvolume) when
+#: rounding changes the amount of a typical subvolume of its scope by at most this
+#: fraction; otherwise it becomes a ``count`` entry of the exact total.
+ROUNDING = 0.05
 
 
 @dataclass(frozen=True)
 class Init:
     """An initial condition: ``concentration`` (µM) of a volume species in the
-    compartments it lives in, optionally only in ``compartment`` and/or ``region``;
-    or ``surface_density`` (molecules/µm²) of a membrane-bound species on
-    ``membrane``. Low concentrations are placed without loss: ``floor(n) +
-    Bernoulli(n - floor(n))`` molecules per subvolume for an expected ``n``, so a
-    0.3 µM enzyme still has its mean count (``set_concentration`` rounds it away)."""
+    compartments it lives in, optionally only in ``region``; or
+    ``surface_density`` (molecules/µm²) of a membrane-bound species on
+    ``membrane`` (:meth:`BioModel.entries` turns them into ``[[initial]]``
+    entries)."""
 
     species: str
     concentration: float | None = None
     surface_density: float | None = None
     membrane: str | None = None
-    compartment: str | None = None
     region: str | None = None
 
 
@@ -315,47 +315,63 @@ class BioModel:
         return out
 
     # -- use ------------------------------------------------------------------------
-    def apply(self, sim: Any) -> None:
-        """Put the initial conditions into a :class:`~redoxfield.Simulation` (replaces
-        the counts of the species they name). Vectorised; seeded by the
-        simulation's seed and replicate."""
-        graph = sim.graph
-        rng = np.random.Generator(np.random.PCG64([sim.seed, sim.replicate, _SEED_STREAM_BIOLOGY]))
-        counts = sim.counts
-        vol = np.asarray(graph.volumes, dtype=float)
-        comp_names = list(graph.compartment_names)
-        surface: list[Init] = []
+    def entries(self, space: Any) -> list[dict[str, Any]]:
+        """The initial conditions as ``Simulation.apply_initial`` / scenario
+        ``[[initial]]`` entries for ``space``: surface densities as they are; a
+        concentration as a ``concentration`` entry (rounded per subvolume) when
+        rounding changes a typical subvolume's amount by at most
+        :data:`ROUNDING`, else as a ``count`` entry of the rounded total (placed
+        by volume), so that a 0.3 µM enzyme in 1e-3 µm³ voxels keeps its amount
+        instead of rounding to zero."""
+        g = as_graph(space)
+        vol = np.asarray(g.volumes, dtype=float)
+        comp_names = list(g.compartment_names)
+        species = {s.name: s for s in self.model.species_list}
+        out: list[dict[str, Any]] = []
         for ic in self.initial:
             if ic.surface_density is not None:
-                surface.append(ic)
+                e: dict[str, Any] = {"species": ic.species, "surface_density": ic.surface_density}
+                if ic.membrane is not None:
+                    e["membrane"] = ic.membrane
+                out.append(e)
                 continue
-            s = list(sim.species).index(ic.species)
-            sp = sim.model.get_species(ic.species)
-            mask = np.ones(graph.n_subvolumes, dtype=bool)
+            sp = species[ic.species]
+            mask = np.ones(g.n_subvolumes, dtype=bool)
             if sp.compartments is not None:
-                mask &= np.isin(graph.compartments, [comp_names.index(c) for c in sp.compartments])
-            if ic.compartment is not None:
-                if ic.compartment not in comp_names:
-                    continue
-                mask &= graph.compartments == comp_names.index(ic.compartment)
+                mask &= np.isin(g.compartments, [comp_names.index(c) for c in sp.compartments])
             if ic.region is not None:
-                if ic.region not in graph.regions:
+                if ic.region not in g.regions:
                     raise ModelError(
                         f"initial condition of {ic.species!r}: unknown region {ic.region!r}"
                     )
-                mask &= np.asarray(graph.regions[ic.region])
-            expected = units.concentration_to_molecules(float(ic.concentration or 0.0), vol[mask])
-            base = np.floor(expected)
-            n = base + (rng.random(base.size) < (expected - base))
-            if n.size and n.max() > units.MAX_COUNT:
-                raise ModelError(f"initial concentration of {ic.species!r} overflows a subvolume")
-            counts[mask, s] = n.astype(np.int64)
-        sim.set_counts(counts)
-        for ic in surface:
-            sim.set_surface_density(ic.species, float(ic.surface_density or 0.0), ic.membrane)
+                mask &= np.asarray(g.regions[ic.region])
+            if not mask.any():
+                continue
+            c = float(ic.concentration or 0.0)
+            n_typ = float(units.concentration_to_molecules(c, float(np.median(vol[mask]))))
+            e = {"species": ic.species}
+            if c == 0 or (n_typ >= 1 and abs(np.rint(n_typ) - n_typ) <= ROUNDING * n_typ):
+                e["concentration"] = c
+            else:
+                e["count"] = int(np.rint(units.concentration_to_molecules(c, vol[mask].sum())))
+            if ic.region is not None:
+                e["region"] = ic.region
+            out.append(e)
+        return out
+
+    def annotate(self, sim: Any) -> None:
+        """Record the recipe and the sensor specifications in the run's output
+        (root attribute ``biology``, JSON; :func:`~.sensors.readout` reads it)."""
         sim.metadata["biology"] = json.dumps(
             {"record": self.record, "sensors": self.sensors}, sort_keys=True
         )
+
+    def apply(self, sim: Any) -> None:
+        """Put the initial conditions into a :class:`~redoxfield.Simulation`
+        (replacing the counts of the species they name) and annotate it."""
+        for e in self.entries(sim.graph):
+            sim.apply_initial(e)
+        self.annotate(sim)
 
     def simulation(self, space: Any, seed: int = 1, **kw: Any) -> Any:
         """A :class:`~redoxfield.Simulation` of this model on ``space`` with the
