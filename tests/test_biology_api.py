@@ -93,6 +93,11 @@ def test_sensor_in_a_missing_compartment_is_an_error():
     recipe = bio.Recipe([bio.PrxTrx()], [bio.RoGFP2Orp1(compartment="mito_matrix")])
     with pytest.raises(ModelError, match="no compartment 'mito_matrix'"):
         recipe.build(space)
+    space.compartment("mito_matrix", "x > 0.5")
+    space.region("left", "x < 0.5")
+    recipe = bio.Recipe([bio.PrxTrx()], [bio.RoGFP2Orp1(compartment="mito_matrix", region="left")])
+    with pytest.raises(ModelError, match="region 'left' holds no subvolume"):
+        recipe.build(space)
 
 
 TOML = """

@@ -14,12 +14,11 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
-from numpy.typing import NDArray
 
 from .. import units
 from ..errors import ModelError
@@ -345,9 +344,14 @@ class BioModel:
                         f"initial condition of {ic.species!r}: unknown region {ic.region!r}"
                     )
                 mask &= np.asarray(g.regions[ic.region])
-            if not mask.any():
-                continue
             c = float(ic.concentration or 0.0)
+            if not mask.any():
+                if c > 0:
+                    raise ModelError(
+                        f"initial condition of {ic.species!r}: region {ic.region!r} holds no "
+                        f"subvolume of its compartments ({', '.join(sp.compartments or ())})"
+                    )
+                continue
             n_typ = float(units.concentration_to_molecules(c, float(np.median(vol[mask]))))
             e = {"species": ic.species}
             if c == 0 or (n_typ >= 1 and abs(np.rint(n_typ) - n_typ) <= ROUNDING * n_typ):
@@ -434,6 +438,7 @@ class Recipe:
         }
         for intervention in self.interventions:
             bm = intervention(bm)
+        bm.entries(space)  # an amount that has nowhere to go is an error now
         return bm
 
 
@@ -482,7 +487,3 @@ def check_fields(obj: Any) -> None:
     for k, v in asdict(obj).items():
         if isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool)):
             check_positive(v, f"{type(obj).__name__}.{k}")
-
-
-def masks(space: Any) -> Mapping[str, NDArray[np.bool_]]:
-    return as_graph(space).regions
