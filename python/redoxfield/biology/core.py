@@ -11,7 +11,6 @@ one-sarcomere test segment and on a three-voxel lattice with a mitochondrion.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -62,10 +61,6 @@ class Module(Protocol):
     """What a module, a sensor or an intervention's build step provides."""
 
     def build(self, ctx: Context) -> None: ...
-
-
-def _supports_activity() -> bool:
-    return "activity" in inspect.signature(Model.reaction).parameters
 
 
 @dataclass
@@ -189,14 +184,8 @@ class Context:
             rest, active = (float(v) for v in activity)
             if self.activity is not None:
                 k = k * (rest + (active - rest) * self.activity)
-            elif _supports_activity():
-                kwargs["activity"] = (rest, active)
             else:
-                raise ModelError(
-                    f"reaction {equation!r} is driven by contraction, but this redoxfield has "
-                    "no activity schedules: give the recipe a static activity (0 = rest, "
-                    "1 = full contraction)"
-                )
+                kwargs["activity"] = (rest, active)
         rx = self.model.reaction(
             equation,
             k=k,
