@@ -31,6 +31,9 @@ __all__ = [
     "PrxTrx",
     "RelayTarget",
     "Sod",
+    "EvExport",
+    "ExtracellularClearance",
+    "OPTIONAL_MODULES",
     "default_modules",
 ]
 
@@ -499,6 +502,64 @@ class Membranes:
             ctx.permeability("NO", m, self.P_no)
 
 
+@dataclass
+class ExtracellularClearance:
+    """Removal of H2O2 from the extracellular space (interstitial GPx3/catalase and
+    wash-out by the capillaries, lumped first order): without it the H2O2 that
+    leaves through the sarcolemma accumulates over long runs."""
+
+    k: float = v("k_ecs_clearance")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def build(self, ctx: Context) -> None:
+        h2o2(ctx)
+        ctx.reaction(
+            "H2O2 -> 0",
+            self.k,
+            tag="extracellular_clearance",
+            compartment="extracellular",
+            name="extracellular H2O2 clearance",
+        )
+
+
+@dataclass
+class EvExport:
+    """Exercise-induced extracellular vesicles carrying antioxidant enzymes out of
+    the fibre, as export counters and nothing systemic: SOD1 and Prx (Prx1) in the
+    subvolumes the sarcolemma passes through, and SOD2 in the subsarcolemmal
+    mitochondria, become ``SOD1_EV``, ``Prx_EV``, ``SOD2_EV`` (immobile; their
+    totals are the exported amounts) at ``k_rest`` per s, times
+    ``active_over_rest`` at full contraction. Build after :class:`Sod` and
+    :class:`PrxTrx`."""
+
+    k_rest: float = v("k_ev_export_rest")
+    active_over_rest: float = v("ev_active_over_rest")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def build(self, ctx: Context) -> None:
+        cargo = (
+            ("SOD1", ("cytosol",), {"membrane": "sarcolemma"}),
+            ("Prx", ("cytosol",), {"membrane": "sarcolemma"}),
+            ("SOD2", ("mito_matrix",), {"region": "subsarcolemmal"}),
+        )
+        for enzyme, comps, scope in cargo:
+            if not ctx.has(enzyme) or not ctx.species(enzyme + "_EV", compartments=comps):
+                continue
+            ctx.reaction(
+                f"{enzyme} -> {enzyme}_EV",
+                self.k_rest,
+                tag="ev_export",
+                compartment=comps[0],
+                name=f"EV export of {enzyme}",
+                activity=(1.0, self.active_over_rest),
+                **scope,
+            )
+
+
 #: Module name (as in a scenario's [biology] table) -> class.
 MODULES = {
     "nox2": Nox2,
@@ -511,9 +572,14 @@ MODULES = {
     "nos": Nos,
     "relay": RelayTarget,
     "membranes": Membranes,
+    "clearance": ExtracellularClearance,
+    "ev_export": EvExport,
 }
+
+#: Modules left out of "all" / default_modules(): counters a study asks for.
+OPTIONAL_MODULES = ("ev_export",)
 
 
 def default_modules() -> list:
-    """Every module with its defaults, in build order."""
-    return [cls() for cls in MODULES.values()]
+    """Every module but the optional ones, with its defaults, in build order."""
+    return [cls() for n, cls in MODULES.items() if n not in OPTIONAL_MODULES]

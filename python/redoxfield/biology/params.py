@@ -71,6 +71,27 @@ PARAMS: dict[str, Param] = {
     "trxr_vmax": Param(190.0, "uM/s", _SEL + ": TrxR Vmax", "model"),
     "trxr_km": Param(1.8, "uM", _SEL + ": TrxR KM", "model"),
     "k_other_sinks": Param(160.0, "1/s", _SEL + ": other H2O2 sinks, lumped", "model"),
+    "k_ecs_clearance": Param(
+        10.0,
+        "1/s",
+        "extracellular H2O2 removal (interstitial GPx3/catalase, capillary wash-out), "
+        "lumped: no value found; keeps exported H2O2 from accumulating",
+        "flagged",
+    ),
+    "k_ev_export_rest": Param(
+        1e-4,
+        "1/s",
+        "fraction per s of the enzyme next to the sarcolemma packed into extracellular "
+        "vesicles at rest: no value",
+        "flagged",
+    ),
+    "ev_active_over_rest": Param(
+        2.0,
+        "1",
+        "exercise releases small EVs into the circulation within minutes (Fruhbeis et al. "
+        "2015 J Extracell Vesicles): fold change per fibre not read",
+        "flagged",
+    ),
     # -- matrix ---------------------------------------------------------------------------
     "k_prx3": Param(2e7, "1/(M s)", _SIKES, "model"),
     "prx3": Param(48.0, "uM", _SIKES + ": 48-110 uM, low end used", "model"),

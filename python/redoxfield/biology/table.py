@@ -4,7 +4,7 @@
 
     [biology]
     activity = 1.0                      # Recipe(activity=1.0); omit with a [protocol]
-    modules = ["nox2", "prx", "sod"]    # or "all": Recipe(modules=[Nox2(), PrxTrx(), Sod()])
+    modules = ["nox2", "prx", "sod"]    # or "all" (every module but "ev_export")
     [biology.nox2]                      # Nox2(density=50.0): parameters of a listed module
     density = 50.0
     [[biology.sensors]]                 # HyPer7(name="HyPer7", compartment="cytosol")
@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import ModelError, ScenarioError
 from .core import BioModel, Recipe
 from .interventions import INTERVENTIONS
-from .modules import MODULES
+from .modules import MODULES, OPTIONAL_MODULES
 from .sensors import SENSORS
 
 __all__ = ["from_table", "recipe_from_table"]
@@ -55,7 +55,7 @@ def recipe_from_table(table: dict) -> Recipe:
             )
     names = table.get("modules", "all")
     if names == "all":
-        names = list(MODULES)
+        names = [n for n in MODULES if n not in OPTIONAL_MODULES]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ScenarioError('[biology].modules must be "all" or an array of module names')
     modules = []
