@@ -209,6 +209,22 @@ def test_membrane_between_compartments_permeation(two_slabs):
     assert abs(pl / well_mixed - 1) < 0.05
 
 
+def test_membrane_area_factor_scales_area_and_permeation_only(two_slabs):
+    """``area_factors`` (postsynaptic folds): the membrane's area and its
+    permeation coupling double; diffusion couplings inside a compartment stay."""
+    kw = dict(compartments={"left": "slab0", "right": "slab1"}, membranes={"wall": "cut0"})
+    g1 = rf.TetMesh.load(two_slabs, **kw).to_graph()
+    g2 = rf.TetMesh.load(two_slabs, area_factors={"wall": 2.0}, **kw).to_graph()
+    assert math.isclose(g2.membrane_areas.sum(), 2.0, rel_tol=1e-9)
+    on = g1.edge_membrane == 0
+    assert np.allclose(g2.edge_coupling[on], 2 * g1.edge_coupling[on])
+    assert np.array_equal(g2.edge_coupling[~on], g1.edge_coupling[~on])
+    with pytest.raises(rf.GeometryError, match="area factor of membrane 'wall'"):
+        rf.TetMesh.load(two_slabs, area_factors={"wall": -1}, **kw)
+    with pytest.raises(rf.GeometryError, match="area_factors= names unknown membrane 'wal'"):
+        rf.TetMesh.load(two_slabs, area_factors={"wal": 2.0}, **kw)
+
+
 @needs_core
 def test_membrane_bound_species_and_surface_reaction(two_slabs):
     m = rf.TetMesh.load(two_slabs, membranes=["boundary"])

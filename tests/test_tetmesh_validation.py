@@ -17,8 +17,8 @@ seed, so the same mesh every run with a given gmsh version). Tolerances:
    binned by barycentre) within 5 % of the analytic cosh profile
    (test_validation_source_decay's helpers, scaled to q) averaged over the same
    tets, for bins with centre x < a + 3 lambda.
-4. The same fibre model on the lattice and on the tet mesh: per-region mean
-   concentrations agree within their statistical error (see the test).
+4. The same fibre model on the lattice and on the tet mesh: in
+   tests/test_mesh_fibre.py.
 """
 
 from __future__ import annotations
@@ -169,104 +169,4 @@ def test_planar_source_decay_profile(mesh_dir):
     assert np.all(np.abs(rel[checked]) < 0.05), report
 
 
-# The explicit (schematic) mitochondria and TC layout: the one mesher.fiber_segment
-# builds (the volume-fraction layout of fiber.segment is lattice-only so far).
-FIBRE = dict(
-    radius=2.5,
-    sarcomeres=1,
-    nmj=False,
-    ims_thickness=0.2,
-    ss_semi_axes=(0.5, 0.45),
-    mito_volume_fraction=None,
-    tc_volume_fraction=None,
-    lsr_volume_fraction=0.0,
-)
-
-
-def _fibre_model() -> rf.Model:
-    m = rf.Model()
-    m.species("H2O2", D=5.0, compartments=["cytosol", "nucleus"])
-    m.reaction("-> H2O2", flux=2000.0, membrane="sarcolemma")
-    m.reaction("H2O2 ->", k=2.0)
-    m.permeability("H2O2", "nuclear_envelope", 2.0)
-    return m
-
-
-def _region_means(space, seed, regions, t_burn=2.0, dt=0.25, n=120):
-    """Time averages (with batch-means se) of the total H2O2 count and of each
-    region's enrichment: its concentration over the mean concentration in the
-    whole space H2O2 lives in (cytosol + nucleus)."""
-    sim = rf.Simulation(_fibre_model(), space, seed=seed)
-    g = sim.graph
-    lives = g.compartment_mask("cytosol") | g.compartment_mask("nucleus")
-    masks = {r: (g.regions[r] if r in g.regions else g.compartment_mask(r)) for r in regions}
-    eng = sim.make_engine()
-    eng.advance(t_burn)
-    series = {r: np.empty(n) for r in ["total", *regions]}
-    for i in range(n):
-        eng.advance(t_burn + (i + 1) * dt)
-        c = eng.counts()[:, 0].astype(float)
-        mean_all = c[lives].sum() / g.volumes[lives].sum()
-        series["total"][i] = c.sum()
-        for r, mask in masks.items():
-            series[r][i] = c[mask].sum() / g.volumes[mask].sum() / mean_all
-    out = {}
-    for r, s in series.items():
-        # se of a time average: batch means over 6 batches of 20 samples (5 s each,
-        # >> the 0.5 s relaxation time 1/k).
-        batches = s.reshape(6, -1).mean(axis=1)
-        out[r] = (float(s.mean()), float(batches.std(ddof=1) / math.sqrt(6)))
-    return out
-
-
-def test_fibre_lattice_and_mesh_agree(mesh_dir):
-    """H2O2 made at the sarcolemma (2000 molecules/s in total), decaying at 2/s,
-    D = 5 µm²/s in cytosol and nucleus, nuclear envelope P = 2 µm/s, on the fibre
-    lattice (h = 0.2 µm) and on the fibre tet mesh (gmsh, h = 0.35 µm) of the same
-    FiberParameters.
-
-    Compared: the mean total count (F / k = 1000 on both, exactly, in expectation)
-    and, per region, the enrichment c_region / c_mean (c_mean over cytosol +
-    nucleus). The raw concentrations also carry the ~2 % difference of the two
-    discretised cytosol volumes (printed: the staircase lattice at h = 0.2 µm loses
-    1.6 % of the analytic cytosol, the mesh's polyhedral organelles give it 0.5 %),
-    which is geometry, not transport; the enrichment divides it out.
-
-    "Agree": for each quantity, |a_lattice - a_mesh| < 3 sqrt(se_lattice² +
-    se_mesh²), se from batch means of each run's time series (6 batches of 5 s).
-    8 comparisons: a correct pair of engines fails one with probability ~2 %."""
-    lat = rf.fiber.segment(spacing=0.2, **FIBRE)
-    path = mesher.fiber_segment(mesh_dir / "fibre.msh", h=0.35, **FIBRE)
-    mesh = rf.TetMesh.load(
-        path,
-        compartments=["extracellular", "cytosol", "nucleus", "mito_ims", "mito_matrix"],
-    )
-    mesher.fiber_regions(mesh, **FIBRE)
-    regions = [
-        "cytosol",
-        "nucleus",
-        "subsarcolemmal",
-        "perinuclear",
-        "band_0-0.5um",
-        "band_1-1.5um",
-        "band_2-2.5um",
-    ]
-    a = _region_means(lat, 11, regions)
-    b = _region_means(mesh, 12, regions)
-    rows = {}
-    for r in ["total", *regions]:
-        (ma, sa), (mb, sb) = a[r], b[r]
-        rows[r] = dict(
-            lattice=round(ma, 3),
-            mesh=round(mb, 3),
-            z=round((ma - mb) / math.hypot(sa, sb), 2),
-            rel_se=round(math.hypot(sa, sb) / ma, 3),
-        )
-    vol = {
-        "lattice": float(lat.volumes[lat.compartments == 1].sum()),
-        "mesh": mesh.compartment_volumes()["cytosol"],
-        "analytic": lat.analytic["volumes"]["cytosol"],
-    }
-    print("fibre lattice vs mesh", rows, "cytosol volumes", vol)
-    for r, row in rows.items():
-        assert abs(row["z"]) < 3, (r, rows)
+# 4. (lattice vs mesh of the fibre) is in tests/test_mesh_fibre.py.

@@ -32,6 +32,8 @@ formats):
   the oriented triangles, ``x0`` their centroid); a triangle on the outer boundary
   gives its area to its one tet; a triangle inside one compartment gives half its
   area to each side (no transport role: it never blocks diffusion).
+  ``area_factors={membrane: f}`` multiplies a membrane's area and its permeation
+  coupling (folds, as ``area_factor`` on lattices).
 
 Physical groups: every named volume group becomes a region (a label). With
 ``compartments=None`` all tets form one compartment, ``"cytosol"``
@@ -160,6 +162,7 @@ class TetMesh:
         compartments: Any = None,
         membranes: Any = None,
         inner: Mapping[str, str] | None = None,
+        area_factors: Mapping[str, float] | None = None,
         coupling: str = "barycentric",
         min_dual_fraction: float = 0.1,
         check: str = "error",
@@ -237,6 +240,15 @@ class TetMesh:
         self._set_compartments(compartments)
         self._membrane_spec = membranes
         self._inner = dict(inner or {})
+        self._area_factors: dict[str, float] = {}
+        for m, f in (area_factors or {}).items():
+            try:
+                fv = float(f)
+            except (TypeError, ValueError):
+                fv = float("nan")
+            if not np.isfinite(fv) or fv <= 0:
+                raise GeometryError(f"area factor of membrane {m!r} must be > 0, got {f!r}")
+            self._area_factors[str(m)] = fv
         self._extra_areas: dict[str, NDArray[np.float64]] = {}
         self._resolve_membranes()
 
@@ -502,9 +514,10 @@ class TetMesh:
                     )
                 ids.append(f)
             out[mname] = np.unique(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
-        for m in self._inner:
-            if m not in out:
-                raise GeometryError(f"inner= names unknown membrane {m!r}")
+        for what, given in (("inner", self._inner), ("area_factors", self._area_factors)):
+            for m in given:
+                if m not in out:
+                    raise GeometryError(f"{what}= names unknown membrane {m!r}")
         self._membranes = out
         self._graph = None
 
@@ -560,29 +573,33 @@ class TetMesh:
         n_m = len(mem_names) + len(self._extra_areas)
         areas = np.zeros((n, n_m))
         face_mem = np.full(fv.shape[0], -1, dtype=np.int64)
+        # Folded membranes (area_factors): more area, and so more permeation, on the
+        # same faces; diffusion inside a compartment keeps the plain face area.
+        m_area = area.copy()
         for m, mname in enumerate(mem_names):
             fids = self._membranes[mname]
             if np.any(face_mem[fids] >= 0):
                 other = mem_names[int(face_mem[fids][face_mem[fids] >= 0][0])]
                 raise GeometryError(f"membranes {mname!r} and {other!r} share faces")
             face_mem[fids] = m
+            m_area[fids] *= self._area_factors.get(mname, 1.0)
             t0, t1 = ft[fids, 0], ft[fids, 1]
             bnd = t1 < 0
-            np.add.at(areas[:, m], t0[bnd], area[fids[bnd]])
+            np.add.at(areas[:, m], t0[bnd], m_area[fids[bnd]])
             both = ~bnd
             same_c = both & (comp[t0] == comp[np.maximum(t1, 0)])
-            np.add.at(areas[:, m], t0[same_c], 0.5 * area[fids[same_c]])
-            np.add.at(areas[:, m], t1[same_c], 0.5 * area[fids[same_c]])
+            np.add.at(areas[:, m], t0[same_c], 0.5 * m_area[fids[same_c]])
+            np.add.at(areas[:, m], t1[same_c], 0.5 * m_area[fids[same_c]])
             cross = both & ~same_c
             if cross.any():
                 inner_tet = self._inner_tets(mname, fids[cross], t0[cross], t1[cross], area, normal)
-                np.add.at(areas[:, m], inner_tet, area[fids[cross]])
+                np.add.at(areas[:, m], inner_tet, m_area[fids[cross]])
         for k, a in enumerate(self._extra_areas.values()):
             areas[:, len(mem_names) + k] = a
 
         fm = face_mem[fi]
         keep = same | (fm >= 0)
-        coupling = np.where(same, area[fi] / d, area[fi])
+        coupling = np.where(same, area[fi] / d, m_area[fi])
         emem = np.where(same, -1, fm)
         src = np.concatenate([a_[keep], b_[keep]])
         dst = np.concatenate([b_[keep], a_[keep]])
