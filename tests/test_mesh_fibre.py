@@ -100,6 +100,16 @@ def test_wrong_parameters_are_named(small_mesh, tmp_path):
         fibermesh.load_fiber_segment(small_mesh.source.strip("'"), **{**SMALL, "radius": 1.6})
     with pytest.raises(rf.GeometryError, match="unknown fiber parameter 'radios'"):
         mesher.fiber_segment(tmp_path / "x.vtu", radios=2.0)
+    # Misplaced structures: the lattice builder's message, before any meshing.
+    bad = dict(mito_volume_fraction=None, tc_volume_fraction=None, lsr_volume_fraction=0.0)
+    bad["imf_positions"] = ((2.4, 0.0),)
+    msg = "imf mitochondrion at Z-line 1 lies outside the fibre"
+    with pytest.raises(rf.GeometryError, match=msg):
+        fiber.segment(**bad)
+    with pytest.raises(rf.GeometryError, match=msg):
+        mesher.fiber_segment(tmp_path / "x.vtu", **bad)
+    with pytest.raises(rf.GeometryError, match="does not exist"):
+        fibermesh.load_fiber_segment(tmp_path / "missing.vtu")
 
 
 # -- lattice vs mesh -------------------------------------------------------------------

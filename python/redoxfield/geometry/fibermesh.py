@@ -84,7 +84,9 @@ class FibreSolids:
     def R(self) -> float:
         return float(self.p.radius)
 
-    def label(self, x: NDArray[np.float64], y: NDArray[np.float64], z: NDArray[np.float64]):
+    def label(
+        self, x: NDArray[np.float64], y: NDArray[np.float64], z: NDArray[np.float64]
+    ) -> NDArray[np.int8]:
         """Compartment index (``fiber.COMPARTMENTS``) at points: fiber._build's rule."""
         from ..fiber import CYTO, EXT, IMS, MAT, NT, NUC, SR
 
@@ -249,6 +251,7 @@ def fibre_solids(**params: Any) -> FibreSolids:
         cleft_solid = _ShellSector(cy, cz, R, r1, Lx / 2 - hl, Lx / 2 + hl, math.pi / 2, phi)
         ax, ar = p.terminal_mito_semi_axes
         tmito = _Spheroid((Lx / 2, cy, cz + R + cleft + p.terminal_thickness / 2), ax, ar)
+    _check_placement(nuc, mitos, tcs, term, tmito, Lx, R, cy, cz)
     t = p.ims_thickness
     ims = [s for _, s in mitos] + ([tmito] if tmito is not None else [])
     mats = [_Spheroid(s.c, s.a - t, s.b - t) for s in ims]
@@ -269,6 +272,39 @@ def fibre_solids(**params: Any) -> FibreSolids:
         mat_solids=tuple(mats),
         cleft_solid=cleft_solid,
     )
+
+
+def _check_placement(nuc, mitos, tcs, term, tmito, Lx, R, cy, cz) -> None:
+    """fiber._build's checks, with its messages: every organelle inside the fibre,
+    no two bounding boxes overlapping, the terminal's mitochondrion inside it."""
+    from ..fiber import _Spheroid
+
+    inner = ([("nucleus", nuc)] if nuc is not None else []) + list(mitos) + list(tcs)
+    eps = 1e-9
+    for name, sol in inner:
+        lo, hi = sol.bounds()
+        if isinstance(sol, _Spheroid):
+            r_out = math.hypot(sol.c[1] - cy, sol.c[2] - cz) + sol.b
+        else:
+            r_out = max(math.hypot(y - cy, z - cz) for y in (lo[1], hi[1]) for z in (lo[2], hi[2]))
+        if lo[0] < -eps or hi[0] > Lx + eps or r_out > R + eps:
+            raise GeometryError(
+                f"{name} lies outside the fibre (x in [{lo[0]:.3g}, {hi[0]:.3g}] um, reaches "
+                f"r = {r_out:.3g} um; fibre: x in [0, {Lx:g}], r < {R:g})"
+            )
+    for a in range(len(inner)):
+        lo_a, hi_a = inner[a][1].bounds()
+        for b in range(a + 1, len(inner)):
+            lo_b, hi_b = inner[b][1].bounds()
+            if np.all(lo_a < hi_b - eps) and np.all(lo_b < hi_a - eps):
+                raise GeometryError(f"{inner[a][0]} overlaps {inner[b][0]} (bounding boxes)")
+    if tmito is not None and term is not None:
+        lo, hi = tmito.bounds()
+        rr = tmito.c[2] - cz
+        fits = term.r1 + eps < rr - tmito.b and rr + tmito.b < term.r2 - eps
+        fits = fits and lo[0] >= term.x0 and hi[0] <= term.x1
+        if not fits or tmito.b > (rr - tmito.b) * math.sin(term.phi):
+            raise GeometryError("the nerve-terminal mitochondrion does not fit in the terminal")
 
 
 # -- T-tubules: plane cuts -------------------------------------------------------------
@@ -374,27 +410,41 @@ def load_fiber_segment(path: str | Path, *, check_volumes: float = 0.1, **params
 
     ``check_volumes``: a compartment volume further than this relative amount from
     the analytic one means the file was made with other parameters (an error)."""
+    import meshio
+
     from ..fiber import COMPARTMENTS
+    from .tetmesh import _groups_from_meshio
 
     s = fibre_solids(**params)
     p = s.p
+    src = repr(str(path))
+    if not Path(path).is_file():
+        raise GeometryError(f"mesh file {src} does not exist")
+    try:
+        vg, sg, pts, tets = _groups_from_meshio(meshio.read(str(path)), src, None, None)
+    except GeometryError:
+        raise
+    except Exception as exc:
+        raise GeometryError(f"cannot read mesh file {src}: {type(exc).__name__}: {exc}") from None
     # Which groups the file has decides the compartments (a segment without NMJ has
     # no nerve terminal, one without mitochondria no mito_* groups).
-    probe = TetMesh.load(path, check="off")
-    have = set(probe.volume_groups)
     comps: dict[str, list[str]] = {}
     for c in COMPARTMENTS:
-        groups = [g for g in ([c, "cleft"] if c == "extracellular" else [c]) if g in have]
+        groups = [g for g in ([c, "cleft"] if c == "extracellular" else [c]) if g in vg]
         if groups:
             comps[c] = groups
-    mems = {m: [m] for m in FIBRE_INNER if m in probe.surface_groups}
+    mems = {m: [m] for m in FIBRE_INNER if m in sg}
     factors = {"nmj_postsynaptic": p.nmj_fold_factor} if "nmj_postsynaptic" in mems else {}
-    mesh = FiberMesh.load(
-        path,
+    mesh = FiberMesh(
+        pts,
+        tets,
+        volume_groups=vg,
+        surface_groups=sg,
         compartments=comps,
         membranes=mems,
         inner={m: FIBRE_INNER[m] for m in mems},
         area_factors=factors,
+        source=src,
     )
     mesh.parameters = p
     mesh.solids = s
