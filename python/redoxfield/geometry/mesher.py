@@ -246,6 +246,7 @@ def fiber_segment(
             frozenset(("nerve_terminal", "cleft")): "nerve_membrane",
         }
         surfaces: dict[str, list[int]] = {}
+        by_pair: dict[frozenset[str], list[int]] = {}
         for _, f in gmsh.model.getEntities(2):
             up, _down = gmsh.model.getAdjacencies(2, f)
             sides = {comp_of[int(v)] for v in up}
@@ -260,6 +261,7 @@ def fiber_segment(
                     "structures of these parameters overlap or touch"
                 )
             surfaces.setdefault(m, []).append(int(f))
+            by_pair.setdefault(frozenset(sides), []).append(int(f))
         for name, tags in groups.items():
             gmsh.model.addPhysicalGroup(3, sorted(tags), name=name)
         for name, tags in surfaces.items():
@@ -291,14 +293,28 @@ def fiber_segment(
             owned = [out for (kind, _), out in zip(tools, pieces[1:], strict=True)]
             # tools: cytosol cylinder, nucleus?, (ims, matrix) per mitochondrion, ...
             inside = [[int(t) for _, t in o] for o in owned[1 : 1 + len(spheroids)]]
-            _snap_volumes(gmsh, s, spheroids, inside, [int(t) for _, t in owned[0]])
+            # The terminal's cylindrical faces: r1 (cleft | terminal) and r2 (terminal
+            # | ECS; its flat faces add nothing to the wedge volume, see below).
+            sectors = []
+            if s.term is not None:
+                sectors = [
+                    (s.term.r1, by_pair.get(frozenset(("cleft", "nerve_terminal")), [])),
+                    (s.term.r2, by_pair.get(frozenset(("nerve_terminal", "extracellular")), [])),
+                ]
+            fibre = [int(t) for _, t in owned[0]]
+            _snap_volumes(gmsh, s, spheroids, inside, fibre, sectors)
         return _write(gmsh, path, version)
     finally:
         gmsh.finalize()
 
 
 def _snap_volumes(
-    gmsh: Any, s: Any, spheroids: list[Any], inside: list[list[int]], fibre: list[int]
+    gmsh: Any,
+    s: Any,
+    spheroids: list[Any],
+    inside: list[list[int]],
+    fibre: list[int],
+    sectors: list[tuple[float, list[int]]] = (),  # type: ignore[assignment]
 ) -> None:
     """Give every curved closed surface its analytic enclosed volume.
 
@@ -309,6 +325,11 @@ def _snap_volumes(
     axis by ``(V / V_poly)^(1/2)`` for the fibre cylinder, whose planar end caps do
     not change the volume under that map) makes the enclosed volume exact, moves the
     nodes by ~1 % of the radius (nanometres), and leaves every other node alone.
+    The nerve terminal's faces at r1 and r2 (cylinder sectors, not closed) are
+    scaled about the axis so that the wedge from the axis to each holds
+    ``phi r² L``: with ``F = (0, y - cy, z - cz) / 2`` that wedge volume is the
+    flux of F through the face (F is tangent to the radial and end planes), which a
+    radial scaling by f multiplies by f².
     Inverted tets after the move are an error (make ``h_fine`` smaller or pass
     ``snap=False``)."""
     from .quality import signed_volumes
@@ -343,6 +364,26 @@ def _snap_volumes(
     v_fibre = math.pi * s.R**2 * s.Lx
     f = (v_fibre / volume(tets_of(fibre), xyz)) ** 0.5
     new[on, 1:] = ax[1:] + f * (xyz[on, 1:] - ax[1:])
+    for r_k, faces in sectors:
+        tri = []
+        for e in faces:
+            types, _, nodes = gmsh.model.mesh.getElements(2, e)
+            for ty, nd in zip(types, nodes, strict=True):
+                if ty == 2:  # 3-node triangles
+                    tri.append(np.asarray(nd, dtype=np.int64).reshape(-1, 3))
+        if not tri:
+            continue
+        t3 = np.vectorize(pos.__getitem__, otypes=[np.int64])(np.concatenate(tri))
+        q = xyz[t3]
+        cr = 0.5 * np.cross(q[:, 1] - q[:, 0], q[:, 2] - q[:, 0])  # area x normal
+        cen = q.mean(axis=1)
+        flux = np.abs(0.5 * np.einsum("ij,ij->i", cen[:, 1:] - ax[1:], cr[:, 1:])).sum()
+        wedge = s.term.phi * r_k**2 * (s.term.x1 - s.term.x0)
+        f = (wedge / flux) ** 0.5
+        on = np.zeros(len(xyz), dtype=bool)
+        on[np.unique(t3)] = True
+        on &= np.abs(r - r_k) < 1e-6 * r_k
+        new[on, 1:] = ax[1:] + f * (xyz[on, 1:] - ax[1:])
     moved = np.nonzero(np.any(new != xyz, axis=1))[0]
     every = tets_of([int(t) for _, t in gmsh.model.getEntities(3)])
     flipped = np.sign(signed_volumes(xyz, every)) != np.sign(signed_volumes(new, every))
