@@ -3,17 +3,15 @@
 - :func:`cube`: a box meshed with tetrahedra of a target edge length (the B3
   benchmark cube: 4 µm, mean tet volume about 1e-3 µm³); one volume group
   ``"box"``.
-- :func:`fiber_segment`: a fibre segment with the structures of
-  :func:`redoxfield.fiber.segment` that a conforming tet mesh resolves at a few
-  hundred nm: the extracellular shell (a box around the fibre), the cytosol
-  (a cylinder along x), the myonucleus (prolate spheroid), inter-myofibrillar and
-  subsarcolemmal mitochondria (spheroids with an intermembrane space and a
-  matrix), at the same positions and sizes as the lattice builder for the same
-  :class:`~redoxfield.fiber.FiberParameters`. Volume groups: ``extracellular``,
-  ``cytosol``, ``nucleus``, ``mito_ims``, ``mito_matrix``; surface groups:
-  ``sarcolemma``, ``nuclear_envelope``, ``mito_outer``, ``mito_inner``. Left out:
-  terminal cisternae (SR), T-tubules (sub-voxel area on the lattice; add them with
-  ``TetMesh.membrane_area``) and the NMJ (nerve terminal, cleft).
+- :func:`fiber_segment`: the fibre segment of :func:`redoxfield.fiber.segment`
+  for the same :class:`~redoxfield.fiber.FiberParameters` (the solids of
+  :func:`redoxfield.geometry.fibermesh.fibre_solids`): extracellular box with the
+  cleft, cytosol cylinder, myonucleus, mitochondria (IMS shell and matrix),
+  terminal cisternae and longitudinal SR strips, nerve terminal with its
+  mitochondrion. Volume groups: the compartments of ``fiber.COMPARTMENTS`` plus
+  ``cleft``; surface groups: the membranes of ``fiber.MEMBRANES`` but ``ttubule``
+  (sub-tet area, added by :func:`~redoxfield.geometry.fibermesh.load_fiber_segment`,
+  which reads the file back with compartments, membranes and regions).
 
 Both write a gmsh ``.msh`` file (format 4.1, or 2.2 with ``version=2``) or any
 format meshio writes (by suffix), and return the path. gmsh is seeded and
