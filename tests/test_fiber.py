@@ -156,3 +156,107 @@ def test_fiber_demo_cli_writes_per_region_results(tmp_path, capsys):
         assert res.region_mean("Prx", "cytosol")[0] == pytest.approx(142.0, rel=0.01)
     with h5py.File(out) as f:
         assert f["analysis/regions/triad/mean_uM"].shape[0] == f["samples/time"].shape[0]
+
+
+# -- review fixes: absent structures, T-tubule area, small fibres, fibre volume ---------
+#: a small fibre with one sarcomere (all mitochondria subsarcolemmal)
+SMALL = dict(radius=1.5, sarcomeres=1, ss_mito_share=1.0)
+#: nothing but the cylinder: the fibre volume is the cytosol volume
+BARE = dict(
+    sarcomeres=1,
+    nucleus_volume_fraction=0.0,
+    mito_volume_fraction=0.0,
+    tc_volume_fraction=0.0,
+    lsr_volume_fraction=0.0,
+    ttubule_area_density=0.0,
+    nmj=False,
+)
+
+
+def test_relative_errors_cover_only_structures_the_segment_has():
+    # Without NMJ there is no nerve terminal, postsynaptic or nerve membrane: no
+    # entry for them (this raised KeyError); with nothing inside the fibre but
+    # cytosol, only extracellular, cytosol and sarcolemma remain.
+    sp = fiber.segment(**SMALL, nmj=False)
+    errs = sp.relative_errors()
+    expected = set(sp.analytic["volumes"]) | set(sp.analytic["areas"])
+    assert set(errs) == expected
+    assert not {"nerve_terminal", "nmj_postsynaptic", "nerve_membrane"} & set(errs)
+    assert all(np.isfinite(list(errs.values())))
+    bare = fiber.segment(radius=1.5, **BARE).relative_errors()
+    assert set(bare) == {"extracellular", "cytosol", "sarcolemma"}
+
+
+def test_disc_rect_areas_are_exact():
+    r = 0.7
+    inside = fiber._disc_rect_areas(0.0, 0.0, r, -0.3, 0.2, -0.1, 0.4)
+    assert inside == pytest.approx(0.5 * 0.5, rel=1e-14)
+    assert fiber._disc_rect_areas(0.0, 0.0, r, -1, 1, -1, 1) == pytest.approx(np.pi * r * r)
+    quarter = fiber._disc_rect_areas(0.0, 0.0, r, 0, 1, 0, 1)
+    assert quarter == pytest.approx(np.pi * r * r / 4, rel=1e-14)
+    edges = np.linspace(-0.83, 0.91, 14)  # a grid not aligned with the disc
+    cells = fiber._disc_rect_areas(
+        0.05, -0.02, r, edges[:-1, None], edges[1:, None], edges[None, :-1], edges[None, 1:]
+    )
+    assert cells.min() > -1e-15  # rounding
+    assert cells.sum() == pytest.approx(np.pi * r * r, rel=1e-13)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},  # the default segment (2 sarcomeres, IMF mitochondria crossing the T-planes)
+        dict(SMALL),
+        dict(SMALL, radius=1.8),
+        dict(SMALL, spacing=0.05),
+        dict(LEGACY, radius=2.0),
+    ],
+    ids=["default", "r1.5", "r1.8", "r1.5-h0.05", "legacy-r2"],
+)
+def test_ttubule_area_equals_the_analytic_area(kwargs, default_segment):
+    # Every T-plane's cytosol area is on the lattice: columns whose voxel in the plane
+    # is SR or mitochondrion give theirs to the nearest cytosol voxel (before, it was
+    # dropped: 0.7-1.1 % short).
+    sp = default_segment if not kwargs else fiber.segment(**kwargs)
+    g = sp.to_graph()
+    t = g.membrane_areas[:, g.membrane_names.index("ttubule")]
+    assert t.sum() == pytest.approx(sp.analytic["areas"]["ttubule"], rel=1e-10)
+    assert np.all(g.compartments[t > 0] == fiber.COMPARTMENTS.index("cytosol"))
+    # and the analytic area is the cytosol area of the planes: a 10 nm grid agrees
+    s = sp.solids
+    step = 0.01
+    yy = np.arange(s.cy - s.R + step / 2, s.cy + s.R, step)
+    zz = np.arange(s.cz - s.R + step / 2, s.cz + s.R, step)
+    Y, Z = (a.ravel() for a in np.meshgrid(yy, zz, indexing="ij"))
+    xt = s.planes[0]
+    grid = np.count_nonzero(s.label(np.full(Y.size, xt), Y, Z) == fiber.CYTO) * step**2
+    assert s.plane_cytosol_area(xt) == pytest.approx(grid, rel=2e-3)
+
+
+def test_small_fibre_has_room_for_its_longitudinal_sr():
+    # r = 1.7 um, one sarcomere: equal strips at every free site cascaded to no site
+    # ("no room for longitudinal SR"), though the sites hold 25 for the 21 voxel
+    # lengths asked; the strips now grow where there is room.
+    sp = fiber.segment(radius=1.7, sarcomeres=1, ss_mito_share=1.0)
+    fr = sp.volume_fractions
+    assert fr["analytic"]["longitudinal_sr"] == pytest.approx(0.0248, rel=0.03)  # whole voxels
+    assert fr["lattice"]["longitudinal_sr"] == pytest.approx(fr["analytic"]["longitudinal_sr"])
+    # More than the sites can hold: the message says how much fits.
+    msg = r"lsr_volume_fraction = 0.08 asks for 67 .* hold 25: lower lsr_volume_fraction to 0.0299"
+    with pytest.raises(rf.GeometryError, match=msg):
+        fiber.segment(radius=1.7, sarcomeres=1, ss_mito_share=1.0, lsr_volume_fraction=0.08)
+
+
+@pytest.mark.parametrize("radius", [1.15, 1.3, 1.45, 1.5, 2.5])
+def test_fibre_cross_section_has_the_analytic_area(radius):
+    # A majority vote per voxel gave -1.3, +1.7, -1.3, +1.3, +0.6 % of the fibre
+    # volume at these radii (h = 0.1). The cross-section is now the round(pi R²/h²)
+    # voxel columns the fibre fills most: within half a voxel per slice.
+    h = 0.1
+    sp = fiber.segment(radius=radius, spacing=h, **BARE)
+    err = sp.relative_errors()
+    bound = 0.5 / (np.pi * (radius / h) ** 2)
+    assert abs(err["cytosol"]) <= bound + 1e-12
+    assert abs(err["sarcolemma"]) < 0.002
+    # the fibre region is the fibre's voxels
+    assert np.array_equal(sp.regions["fibre"], sp.compartments == fiber.CYTO)

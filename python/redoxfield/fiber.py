@@ -38,6 +38,9 @@ __all__ = [
     "MEMBRANES",
     "FiberParameters",
     "FiberSegment",
+    "FiberSolids",
+    "parameters",
+    "place_solids",
     "segment",
 ]
 
@@ -371,7 +374,9 @@ class FiberSegment(Lattice):
     Extra attributes: ``parameters`` (:class:`FiberParameters`), ``analytic``
     (``{"volumes": {compartment: µm³}, "areas": {membrane: µm²}}``), ``axis_center``
     (y, z of the fibre axis), ``triad_planes`` (x of the T-planes),
-    ``ttubule_dropped_area`` (µm² of T-plane area that fell in no cytosol voxel),
+    ``ttubule_moved_area`` (µm² of T-plane area given to the nearest cytosol voxel
+    because neither the plane's voxel nor its x-neighbours are cytosol),
+    ``solids`` (:class:`FiberSolids`),
     ``effective_cleft_width`` (µm: ``max(cleft_width, 2 h)``, see docs/geometry.md),
     ``volume_fractions`` (``{"analytic": {...}, "lattice": {...}}``: mitochondria,
     their share within 1 µm of the surface, terminal cisternae, longitudinal SR, SR,
@@ -381,6 +386,7 @@ class FiberSegment(Lattice):
 
     parameters: FiberParameters
     analytic: dict[str, dict[str, float]]
+    solids: FiberSolids
 
     def voxel_volumes(self) -> dict[str, float]:
         """Volume of each compartment on the lattice, µm³."""
@@ -395,13 +401,23 @@ class FiberSegment(Lattice):
         return {n: float(g.membrane_areas[:, m].sum()) for m, n in enumerate(g.membrane_names)}
 
     def relative_errors(self) -> dict[str, float]:
-        """(lattice - analytic) / analytic for every compartment and membrane."""
-        out = {}
-        for k, v in self.voxel_volumes().items():
-            out[k] = v / self.analytic["volumes"][k] - 1
-        for k, v in self.voxel_areas().items():
-            out[k] = v / self.analytic["areas"][k] - 1
-        return out
+        """(lattice - analytic) / analytic for every compartment and membrane that
+        the segment has (positive analytic volume or area: without NMJ there is no
+        ``nerve_terminal``, ``nmj_postsynaptic`` or ``nerve_membrane``, and no entry
+        for them). A structure that exists but got no voxels or faces reports -1."""
+        return _relative_errors(self.analytic, self.voxel_volumes(), self.voxel_areas())
+
+
+def _relative_errors(
+    analytic: dict[str, dict[str, float]],
+    volumes: dict[str, float],
+    areas: dict[str, float],
+) -> dict[str, float]:
+    """(discrete - analytic) / analytic over the structures with an analytic value
+    (the lattice and the mesh list every compartment name, present or not)."""
+    out = {k: volumes.get(k, 0.0) / ref - 1 for k, ref in analytic["volumes"].items()}
+    out.update({k: areas.get(k, 0.0) / ref - 1 for k, ref in analytic["areas"].items()})
+    return out
 
 
 def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
@@ -483,12 +499,11 @@ def _check(p: FiberParameters) -> None:
         raise GeometryError(f"radius = {p.radius} um is less than two voxels at spacing {h} um")
 
 
-def segment(**kwargs: Any) -> FiberSegment:
-    """Build a fibre segment. Keyword arguments: the fields of
-    :class:`FiberParameters` (unknown names are an error). Returns a
-    :class:`FiberSegment` with compartments :data:`COMPARTMENTS`, membranes
-    :data:`MEMBRANES` and analysis regions (docs/geometry.md)."""
-    known = {f for f in FiberParameters.__dataclass_fields__}
+def parameters(**kwargs: Any) -> FiberParameters:
+    """Validated :class:`FiberParameters` from keyword arguments, as :func:`segment`
+    reads them: unknown names are an error, a ``fibre_type`` preset sets
+    ``mito_volume_fraction`` unless that is given too."""
+    known = set(FiberParameters.__dataclass_fields__)
     bad = [k for k in kwargs if k not in known]
     if bad:
         raise GeometryError(
@@ -496,13 +511,193 @@ def segment(**kwargs: Any) -> FiberSegment:
         )
     ft = kwargs.get("fibre_type")
     if ft is not None and ft in FIBRE_TYPES and "mito_volume_fraction" not in kwargs:
-        kwargs["mito_volume_fraction"] = FIBRE_TYPES[ft][0]
+        kwargs = {**kwargs, "mito_volume_fraction": FIBRE_TYPES[ft][0]}
     p = replace(FiberParameters(), **kwargs)
     _check(p)
-    return _build(p)
+    return p
 
 
-def _build(p: FiberParameters) -> FiberSegment:
+def segment(**kwargs: Any) -> FiberSegment:
+    """Build a fibre segment. Keyword arguments: the fields of
+    :class:`FiberParameters` (unknown names are an error). Returns a
+    :class:`FiberSegment` with compartments :data:`COMPARTMENTS`, membranes
+    :data:`MEMBRANES` and analysis regions (docs/geometry.md)."""
+    return _build(place_solids(parameters(**kwargs)))
+
+
+@dataclass(frozen=True)
+class FiberSolids:
+    """The analytic solids of one fibre segment (µm), from :func:`place_solids`: what
+    the lattice builder voxelises and :mod:`redoxfield.geometry.mesher` meshes.
+
+    ``shape``/``box``: the lattice (voxels, and its extent ``[0, bx] x [0, by] x
+    [0, bz]``); ``(cy, cz)`` the fibre axis; ``planes`` the T-planes; ``mitos``/
+    ``tcs``: (name, solid) lists (``tcs``: terminal cisternae and longitudinal SR);
+    ``ims_solids``/``mat_solids``: outer and matrix spheroids of every mitochondrion
+    (the nerve terminal's last); ``term``: the nerve terminal (a shell sector);
+    ``cleft_solid``: the cleft under it (the extracellular shell sector between the
+    sarcolemma and the terminal); ``cleft``: the effective cleft width (0 without
+    NMJ)."""
+
+    p: FiberParameters
+    shape: tuple[int, int, int]
+    box: tuple[float, float, float]
+    Lx: float
+    cy: float
+    cz: float
+    cleft: float
+    planes: tuple[float, ...]
+    nuc: _Spheroid | None
+    mitos: tuple[tuple[str, _Spheroid], ...]
+    tcs: tuple[tuple[str, _Box], ...]
+    term: _ShellSector | None
+    tmito: _Spheroid | None
+    ims_solids: tuple[_Spheroid, ...]
+    mat_solids: tuple[_Spheroid, ...]
+    cleft_solid: _ShellSector | None
+
+    @property
+    def R(self) -> float:
+        return float(self.p.radius)
+
+    @property
+    def fibre_volume(self) -> float:
+        """Volume of the fibre cylinder, µm³ (the reference of the volume fractions)."""
+        return math.pi * self.R * self.R * self.Lx
+
+    def label(
+        self, x: NDArray[np.float64], y: NDArray[np.float64], z: NDArray[np.float64]
+    ) -> NDArray[np.int8]:
+        """Compartment index (:data:`COMPARTMENTS`) at points; later solids paint
+        over earlier ones (the organelles over the cytosol, the matrix over the
+        IMS)."""
+        lab = np.full(np.shape(x), EXT, dtype=np.int8)
+        lab[np.hypot(y - self.cy, z - self.cz) < self.R] = CYTO
+        if self.nuc is not None:
+            lab[self.nuc.inside(x, y, z)] = NUC
+        for s in self.ims_solids:
+            lab[s.inside(x, y, z)] = IMS
+        for s in self.mat_solids:
+            lab[s.inside(x, y, z)] = MAT
+        for _, s in self.tcs:
+            lab[s.inside(x, y, z)] = SR
+        if self.term is not None:
+            inside_t = self.term.inside(x, y, z)
+            if self.tmito is not None:
+                inside_t &= ~self.tmito.inside(x, y, z)
+            lab[inside_t] = NT
+        return lab
+
+    def _plane_holes(self, xt: float) -> tuple[list[tuple[float, float, float]], list[_Box]]:
+        """The non-cytosol cross-sections of the plane x = xt inside the fibre: discs
+        (cy, cz, radius) of the nucleus and mitochondria (a spheroid with equal y
+        and z semi-axes cuts a disc), and the SR boxes the plane crosses. The
+        placement checks keep them inside the fibre and apart (bounding boxes), so
+        their areas add."""
+        discs = []
+        for s in ([self.nuc] if self.nuc is not None else []) + [m for _, m in self.mitos]:
+            rho2 = s.b * s.b * (1.0 - ((xt - s.c[0]) / s.a) ** 2)
+            if rho2 > 0:
+                discs.append((s.c[1], s.c[2], math.sqrt(rho2)))
+        # the same half-open rule in x as _Box.inside
+        boxes = [b for _, b in self.tcs if b.lo[0] <= xt < b.hi[0]]
+        return discs, boxes
+
+    def plane_cytosol_area(self, xt: float) -> float:
+        """Exact cytosol area (µm²) of the fibre's cross-section at x = xt."""
+        discs, boxes = self._plane_holes(xt)
+        holes = sum(math.pi * r * r for _, _, r in discs)
+        holes += sum((b.hi[1] - b.lo[1]) * (b.hi[2] - b.lo[2]) for b in boxes)
+        return math.pi * self.R * self.R - holes
+
+    def plane_cytosol_areas(
+        self, xt: float, y_edges: NDArray[np.float64], z_edges: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
+        """(len(y_edges) - 1, len(z_edges) - 1) exact cytosol area (µm²) of the plane
+        x = xt in each cell of the grid ``y_edges x z_edges``. The cells tile the
+        cross-section, so over a grid that covers the fibre they sum to
+        :meth:`plane_cytosol_area` (to rounding)."""
+        y0, y1 = y_edges[:-1, None], y_edges[1:, None]
+        z0, z1 = z_edges[None, :-1], z_edges[None, 1:]
+        a = _disc_rect_areas(self.cy, self.cz, self.R, y0, y1, z0, z1)
+        discs, boxes = self._plane_holes(xt)
+        for dy, dz, r in discs:
+            a = a - _disc_rect_areas(dy, dz, r, y0, y1, z0, z1)
+        for b in boxes:
+            wy = np.clip(np.minimum(y1, b.hi[1]) - np.maximum(y0, b.lo[1]), 0, None)
+            wz = np.clip(np.minimum(z1, b.hi[2]) - np.maximum(z0, b.lo[2]), 0, None)
+            a = a - wy * wz
+        return np.maximum(a, 0.0)  # rounding only: the holes lie inside the disc
+
+    def analytic(self) -> dict[str, dict[str, float]]:
+        """Exact volume of every compartment and area of every membrane present:
+        ``{"volumes": {compartment: µm³}, "areas": {membrane: µm²}}``."""
+        p, R, Lx = self.p, self.R, self.Lx
+        vol_fibre = self.fibre_volume
+        term, tmito, nuc = self.term, self.tmito, self.nuc
+        v_box = self.box[0] * self.box[1] * self.box[2]
+        v_ims = sum(s.volume for s in self.ims_solids) - sum(s.volume for s in self.mat_solids)
+        v_nuc = nuc.volume if nuc is not None else 0.0
+        v_sr = sum(b.volume for _, b in self.tcs)
+        v_fib_mito = sum(s.volume for _, s in self.mitos)
+        v_nt = (term.volume - tmito.volume) if (term is not None and tmito is not None) else 0.0
+        volumes = {
+            "extracellular": v_box - vol_fibre - (term.volume if term is not None else 0.0),
+            "cytosol": vol_fibre - v_nuc - v_fib_mito - v_sr,
+            "nucleus": v_nuc,
+            "mito_ims": v_ims,
+            "mito_matrix": sum(s.volume for s in self.mat_solids),
+            "sr_lumen": v_sr,
+            "nerve_terminal": v_nt,
+        }
+        # T-system area per µm² of each T-plane (two planes per sarcomere)
+        sigma = p.ttubule_area_density * p.sarcomere_length / 2
+        foot = (2 * term.phi * R * (term.x1 - term.x0)) if term is not None else 0.0
+        areas = {
+            "sarcolemma": 2 * math.pi * R * Lx - foot,
+            "nmj_postsynaptic": foot * p.nmj_fold_factor,
+            "ttubule": sum(sigma * self.plane_cytosol_area(xt) for xt in self.planes),
+            "sr_membrane": sum(b.area for _, b in self.tcs),
+            "mito_outer": sum(s.area for s in self.ims_solids),
+            "mito_inner": sum(s.area for s in self.mat_solids),
+            "nuclear_envelope": nuc.area if nuc is not None else 0.0,
+            "nerve_membrane": term.area if term is not None else 0.0,
+        }
+        return {
+            "volumes": {k: v for k, v in volumes.items() if v > 0},
+            "areas": {k: a for k, a in areas.items() if a > 0},
+        }
+
+
+def _disc_rect_areas(
+    cy: float, cz: float, r: float, y0: Any, y1: Any, z0: Any, z1: Any
+) -> NDArray[np.float64]:
+    """Exact area of the disc (centre (cy, cz), radius r) inside the rectangles
+    ``[y0, y1] x [z0, z1]`` (arrays broadcast), by inclusion-exclusion over the
+    corners of G(u, v) = signed area of the disc in ``[0, u] x [0, v]``."""
+
+    def seg(t: NDArray[np.float64]) -> NDArray[np.float64]:
+        # integral of sqrt(r² - s²) ds from 0 to t (t in [0, r])
+        return 0.5 * (t * np.sqrt(np.maximum(r * r - t * t, 0.0)) + r * r * np.arcsin(t / r))
+
+    def g(u: NDArray[np.float64], v: NDArray[np.float64]) -> NDArray[np.float64]:
+        sign = np.sign(u) * np.sign(v)
+        u, v = np.minimum(np.abs(u), r), np.minimum(np.abs(v), r)
+        u_arc = np.sqrt(np.maximum(r * r - v * v, 0.0))  # where the arc meets height v
+        q = np.where(u * u + v * v <= r * r, u * v, v * u_arc + seg(u) - seg(u_arc))
+        return sign * q
+
+    y0, y1, z0, z1 = (np.asarray(t, dtype=float) for t in (y0, y1, z0, z1))
+    return g(y1 - cy, z1 - cz) - g(y0 - cy, z1 - cz) - g(y1 - cy, z0 - cz) + g(y0 - cy, z0 - cz)
+
+
+def place_solids(p: FiberParameters) -> FiberSolids:
+    """Place every solid of the segment for validated parameters (:func:`parameters`):
+    the lattice box, the nucleus, the mitochondria and SR (the volume-fraction layout
+    of :func:`_layout`, or the explicit one), the nerve terminal with its
+    mitochondrion and the cleft; then check that every organelle lies inside the
+    fibre and apart from the others. The one placement used by :func:`segment` and
+    by the tet mesher, so that lattice and mesh describe the same fibre."""
     h, R, Ls = p.spacing, p.radius, p.sarcomere_length
     Lx = p.sarcomeres * Ls
     cleft = max(p.cleft_width, 2 * h)
@@ -517,19 +712,16 @@ def _build(p: FiberParameters) -> FiberSegment:
             f"the segment length {Lx:g} um ({p.sarcomeres} x {Ls:g}) is not a multiple of the "
             f"spacing {h:g} um"
         )
+    # The axis on a voxel face in z (and in y when ny is even): the lattice is
+    # symmetric about it.
     cy = ny * h / 2
     cz = nz_lo * h
-    shape = (nx, ny, nz_lo + nz_hi)
-
-    # Solids ------------------------------------------------------------------------
     vol_fibre = math.pi * R * R * Lx
     nuc = None
     if p.nucleus_volume_fraction > 0:
         v_n = p.nucleus_volume_fraction * vol_fibre
         b = (v_n / (4 / 3 * math.pi * p.nucleus_aspect)) ** (1 / 3)
-        a = p.nucleus_aspect * b
-        nuc = _Spheroid((Lx / 2, cy, cz - (R - p.nucleus_gap - b)), a, b)
-    t = p.ims_thickness
+        nuc = _Spheroid((Lx / 2, cy, cz - (R - p.nucleus_gap - b)), p.nucleus_aspect * b, b)
     i_band_half = (Ls - p.a_band_length) / 2
     planes = sorted(
         s * Ls + off for s in range(p.sarcomeres) for off in (i_band_half, Ls - i_band_half)
@@ -538,17 +730,17 @@ def _build(p: FiberParameters) -> FiberSegment:
     mitos: list[tuple[str, _Spheroid]] = []
     tcs: list[tuple[str, _Box]] = []
     if p.mito_volume_fraction is None:
+        ax, ar = p.imf_semi_axes
         for k in range(1, p.sarcomeres):
             for dy, dz in p.imf_positions:
-                ax, ar = p.imf_semi_axes
                 mitos.append(
                     (
                         f"imf mitochondrion at Z-line {k}",
                         _Spheroid((k * Ls, cy + dy, cz + dz), ax, ar),
                     )
                 )
+        ax, ar = p.ss_semi_axes
         for f in p.ss_x_fractions:
-            ax, ar = p.ss_semi_axes
             mitos.append(
                 (
                     f"subsarcolemmal mitochondrion at x = {f * Lx:g}",
@@ -573,7 +765,7 @@ def _build(p: FiberParameters) -> FiberSegment:
         mitos_d, tcs_d = _layout(p, vol_fibre, planes, cy, cz, nuc, mitos + tcs)
         mitos += mitos_d
         tcs += tcs_d
-    term = tmito = None
+    term = tmito = cleft_solid = None
     if p.nmj:
         hl = p.nmj_half_length_fraction * Lx
         phi = math.radians(p.nmj_half_angle_deg)
@@ -581,66 +773,93 @@ def _build(p: FiberParameters) -> FiberSegment:
             raise GeometryError("nmj_half_length_fraction must be in (0, 0.5]")
         if not 0 < phi < math.pi:
             raise GeometryError("nmj_half_angle_deg must be in (0, 180)")
-        term = _ShellSector(
-            cy, cz, R + cleft, R + cleft + p.terminal_thickness,
-            Lx / 2 - hl, Lx / 2 + hl, math.pi / 2, phi,
-        )  # fmt: skip
+        r1, r2 = R + cleft, R + cleft + p.terminal_thickness
+        term = _ShellSector(cy, cz, r1, r2, Lx / 2 - hl, Lx / 2 + hl, math.pi / 2, phi)
+        cleft_solid = _ShellSector(cy, cz, R, r1, Lx / 2 - hl, Lx / 2 + hl, math.pi / 2, phi)
         ax, ar = p.terminal_mito_semi_axes
         tmito = _Spheroid((Lx / 2, cy, cz + R + cleft + p.terminal_thickness / 2), ax, ar)
+    _check_placement(nuc, mitos, tcs, term, tmito, Lx, R, cy, cz)
+    t = p.ims_thickness
+    ims = [s for _, s in mitos] + ([tmito] if tmito is not None else [])
+    mats = [_Spheroid(s.c, s.a - t, s.b - t) for s in ims]
+    return FiberSolids(
+        p=p,
+        shape=(nx, ny, nz_lo + nz_hi),
+        box=(nx * h, ny * h, (nz_lo + nz_hi) * h),
+        Lx=Lx,
+        cy=cy,
+        cz=cz,
+        cleft=cleft if p.nmj else 0.0,
+        planes=tuple(planes),
+        nuc=nuc,
+        mitos=tuple(mitos),
+        tcs=tuple(tcs),
+        term=term,
+        tmito=tmito,
+        ims_solids=tuple(ims),
+        mat_solids=tuple(mats),
+        cleft_solid=cleft_solid,
+    )
 
-    # Bounds and overlaps (bounding boxes, conservative) ------------------------------
-    inner: list[tuple[str, Any]] = []
-    if nuc is not None:
-        inner.append(("nucleus", nuc))
-    inner += mitos + tcs
+
+def _check_placement(
+    nuc: _Spheroid | None,
+    mitos: list[tuple[str, _Spheroid]],
+    tcs: list[tuple[str, _Box]],
+    term: _ShellSector | None,
+    tmito: _Spheroid | None,
+    Lx: float,
+    R: float,
+    cy: float,
+    cz: float,
+) -> None:
+    """Every organelle inside the fibre, no two bounding boxes overlapping
+    (conservative), the terminal's mitochondrion inside the terminal. The explicit
+    layout can break these; the volume-fraction layout should not (it drops sites
+    that would), so this also guards it."""
+    inner: list[tuple[str, Any]] = ([("nucleus", nuc)] if nuc is not None else []) + [
+        *mitos,
+        *tcs,
+    ]
     eps = 1e-9
-    for name, s in inner:
-        lo, hi = s.bounds()
-        corners_r = max(math.hypot(y - cy, z - cz) for y in (lo[1], hi[1]) for z in (lo[2], hi[2]))
-        if isinstance(s, _Spheroid):
-            corners_r = math.hypot(s.c[1] - cy, s.c[2] - cz) + s.b
-        if lo[0] < -eps or hi[0] > Lx + eps or corners_r > R + eps:
+    for name, sol in inner:
+        lo, hi = sol.bounds()
+        if isinstance(sol, _Spheroid):
+            r_out = math.hypot(sol.c[1] - cy, sol.c[2] - cz) + sol.b
+        else:
+            r_out = max(math.hypot(y - cy, z - cz) for y in (lo[1], hi[1]) for z in (lo[2], hi[2]))
+        if lo[0] < -eps or hi[0] > Lx + eps or r_out > R + eps:
             raise GeometryError(
                 f"{name} lies outside the fibre (x in [{lo[0]:.3g}, {hi[0]:.3g}] um, reaches "
-                f"r = {corners_r:.3g} um; fibre: x in [0, {Lx:g}], r < {R:g})"
+                f"r = {r_out:.3g} um; fibre: x in [0, {Lx:g}], r < {R:g})"
             )
-    for i in range(len(inner)):
-        lo_i, hi_i = inner[i][1].bounds()
-        for j in range(i + 1, len(inner)):
-            lo_j, hi_j = inner[j][1].bounds()
-            if np.all(lo_i < hi_j - eps) and np.all(lo_j < hi_i - eps):
-                raise GeometryError(f"{inner[i][0]} overlaps {inner[j][0]} (bounding boxes)")
+    for a in range(len(inner)):
+        for b in range(a + 1, len(inner)):
+            if _bbox_overlap(inner[a][1], inner[b][1]):
+                raise GeometryError(f"{inner[a][0]} overlaps {inner[b][0]} (bounding boxes)")
     if tmito is not None and term is not None:
         lo, hi = tmito.bounds()
         rr = tmito.c[2] - cz
-        if not (term.r1 + eps < rr - tmito.b and rr + tmito.b < term.r2 - eps):
+        fits = term.r1 + eps < rr - tmito.b and rr + tmito.b < term.r2 - eps
+        fits = fits and lo[0] >= term.x0 and hi[0] <= term.x1
+        if not fits or tmito.b > (rr - tmito.b) * math.sin(term.phi):
             raise GeometryError("the nerve-terminal mitochondrion does not fit in the terminal")
-        if lo[0] < term.x0 or hi[0] > term.x1 or tmito.b > (rr - tmito.b) * math.sin(term.phi):
-            raise GeometryError("the nerve-terminal mitochondrion does not fit in the terminal")
 
-    ims_solids = [s for _, s in mitos] + ([tmito] if tmito is not None else [])
-    mat_solids = [_Spheroid(s.c, s.a - t, s.b - t) for s in ims_solids]
 
-    def label(x, y, z):
-        lab = np.full(x.shape, EXT, dtype=np.int8)
-        lab[np.hypot(y - cy, z - cz) < R] = CYTO
-        if nuc is not None:
-            lab[nuc.inside(x, y, z)] = NUC
-        for s in ims_solids:
-            lab[s.inside(x, y, z)] = IMS
-        for s in mat_solids:
-            lab[s.inside(x, y, z)] = MAT
-        for _, s in tcs:
-            lab[s.inside(x, y, z)] = SR
-        if term is not None:
-            inside_t = term.inside(x, y, z)
-            if tmito is not None:
-                inside_t &= ~tmito.inside(x, y, z)
-            lab[inside_t] = NT
-        return lab
-
+def _build(sol: FiberSolids) -> FiberSegment:
+    p = sol.p
+    h, R, Ls = p.spacing, p.radius, p.sarcomere_length
+    cy, cz, shape = sol.cy, sol.cz, sol.shape
+    cleft = sol.cleft
+    planes = list(sol.planes)
+    nuc, term = sol.nuc, sol.term
+    mitos, tcs = list(sol.mitos), list(sol.tcs)
+    ims_solids, mat_solids = list(sol.ims_solids), list(sol.mat_solids)
+    vol_fibre = sol.fibre_volume
+    label = sol.label
     space = FiberSegment(shape=shape, spacing=h)
     space.parameters = p
+    space.solids = sol
     space.axis_center = (cy, cz)
     space.triad_planes = tuple(planes)
     space.effective_cleft_width = cleft if p.nmj else 0.0
@@ -679,6 +898,33 @@ def _build(p: FiberParameters) -> FiberSegment:
         best = counts.max(axis=1)
         centre_wins = counts[np.arange(ii.size), lab_c[ii]] == best
         ids[ii] = np.where(centre_wins, lab_c[ii], np.argmax(counts, axis=1))
+    # The fibre surface: a majority vote per voxel gives a digital disc whose area
+    # swings by +-1.7 % with R/h (at 10-15 voxels across the radius: a few boundary
+    # pixels more or less). Instead the cross-section is the N = round(pi R² / h²)
+    # pixels (voxel columns) that the fibre fills most (exact fill fractions), so the
+    # lattice fibre volume is pi R² L to half a voxel per slice (docs/geometry.md).
+    # Ties in the fill fraction (mirror images) go by column order: the last tie
+    # group may be taken in part, breaking the mirror symmetry by a few pixels.
+    y_edges = np.arange(shape[1] + 1) * h
+    z_edges = np.arange(shape[2] + 1) * h
+    fill = np.round(
+        _disc_rect_areas(
+            cy, cz, R, y_edges[:-1, None], y_edges[1:, None], z_edges[None, :-1], z_edges[None, 1:]
+        )
+        / (h * h),
+        9,
+    )
+    n_disc = round(math.pi * R * R / (h * h))
+    disc = np.zeros(fill.size, dtype=bool)
+    disc[np.argsort(-fill.ravel(), kind="stable")[:n_disc]] = True
+    disc = disc.reshape(fill.shape)
+    vj = np.arange(n) // shape[0] % shape[1]
+    vk = np.arange(n) // (shape[0] * shape[1])
+    in_disc = disc[vj, vk]
+    # Only voxels the vote made cytosol or extracellular change side: an organelle
+    # voxel at the surface (an organelle closer to it than a voxel) keeps its label.
+    edge = ((fill > 0) & (fill < 1))[vj, vk] & ((ids == EXT) | (ids == CYTO))
+    ids[edge] = np.where(in_disc[edge], CYTO, EXT)
     space.set_compartments(ids, COMPARTMENTS)
 
     # Membranes ----------------------------------------------------------------------
@@ -699,20 +945,20 @@ def _build(p: FiberParameters) -> FiberSegment:
             where=foot,
             area_factor=p.nmj_fold_factor,
         )
-    # T-tubules: sub-voxel area in the planes, only where the plane is cytosol.
+    # T-tubules: sub-voxel area in the planes. The area of each voxel column is the
+    # exact cytosol area of its footprint in the plane, so the lattice total equals
+    # the analytic one. The T-tubule membrane faces the cytosol: a column whose voxel
+    # in the plane is not cytosol (majority labels differ from the footprint at
+    # organelle rims) gives its area to a cytosol x-neighbour (the plane lies on or
+    # in those voxels), else to the nearest cytosol voxel.
     sigma_plane = p.ttubule_area_density * Ls / 2  # µm² per µm² of cross-section
     t_area = np.zeros(n)
-    dropped = 0.0
-    jj, kk = np.meshgrid(np.arange(shape[1]), np.arange(shape[2]), indexing="ij")
-    jj, kk = jj.ravel(), kk.ravel()
-    off2 = (np.arange(s) + 0.5) / s
-    sy, sz = np.meshgrid(off2, off2, indexing="ij")
-    ys = ((jj[:, None] + sy.ravel()[None]) * h).ravel()
-    zs = ((kk[:, None] + sz.ravel()[None]) * h).ravel()
-    ref_area = 0.0
+    moved = 0.0
+    cyto_tree = None
     for xt in planes:
-        frac = (label(np.full(ys.shape, xt), ys, zs) == CYTO).reshape(jj.size, -1).mean(axis=1)
-        area = sigma_plane * frac * h * h
+        col = sigma_plane * sol.plane_cytosol_areas(xt, y_edges, z_edges)
+        jj, kk = np.nonzero(col)
+        area = col[jj, kk]
         i_x = min(int(math.floor(xt / h + 1e-9)), shape[0] - 1)
         vox = i_x + shape[0] * (jj + shape[1] * kk)
         ok = ids[vox] == CYTO
@@ -722,58 +968,41 @@ def _build(p: FiberParameters) -> FiberSegment:
                 use = ~ok & (ids[alt_vox] == CYTO)
                 vox = np.where(use, alt_vox, vox)
                 ok |= use
-        np.add.at(t_area, vox[ok], area[ok])
-        dropped += float(area[~ok].sum())
-        ref_area += _plane_cyto_area(label, xt, cy, cz, R) * sigma_plane
+        if not ok.all():
+            if cyto_tree is None:
+                from scipy.spatial import cKDTree
+
+                cyto_idx = np.nonzero(ids == CYTO)[0]
+                cyto_tree = cKDTree(c[cyto_idx])
+            pts = np.stack(
+                [np.full(int((~ok).sum()), xt), (jj[~ok] + 0.5) * h, (kk[~ok] + 0.5) * h], axis=1
+            )
+            vox[~ok] = cyto_idx[cyto_tree.query(pts)[1]]
+            moved += float(area[~ok].sum())
+        np.add.at(t_area, vox, area)
     if p.ttubule_area_density > 0:
         space.membrane_area("ttubule", t_area)
-    space.ttubule_dropped_area = dropped
+    space.ttubule_moved_area = moved
     if tcs:
         space.membrane(
             "sr_membrane", ("sr_lumen", "cytosol"), normal=_nearest_box_normal([b for _, b in tcs])
         )
     pairs = [("mito_ims", "cytosol")] + ([("mito_ims", "nerve_terminal")] if p.nmj else [])
-    space.membrane("mito_outer", pairs, normal=_nearest_spheroid_normal(ims_solids))
-    space.membrane(
-        "mito_inner", ("mito_matrix", "mito_ims"), normal=_nearest_spheroid_normal(mat_solids)
-    )
+    if ims_solids:  # the nearest-solid normals need at least one mitochondrion
+        space.membrane("mito_outer", pairs, normal=_nearest_spheroid_normal(ims_solids))
+        space.membrane(
+            "mito_inner", ("mito_matrix", "mito_ims"), normal=_nearest_spheroid_normal(mat_solids)
+        )
     if nuc is not None:
         space.membrane("nuclear_envelope", ("nucleus", "cytosol"), normal=nuc.grad)
     if term is not None:
         space.membrane("nerve_membrane", ("nerve_terminal", "extracellular"), normal=term.normal)
 
     # Analytic values ------------------------------------------------------------------
-    v_box = shape[0] * shape[1] * shape[2] * h**3
-    v_ims = sum(s.volume for s in ims_solids) - sum(s.volume for s in mat_solids)
-    v_mat = sum(s.volume for s in mat_solids)
+    space.analytic = sol.analytic()
     v_nuc = nuc.volume if nuc is not None else 0.0
     v_sr = sum(b.volume for _, b in tcs)
     v_fib_mito = sum(s.volume for _, s in mitos)
-    v_nt = (term.volume - tmito.volume) if (term is not None and tmito is not None) else 0.0
-    volumes = {
-        "extracellular": v_box - vol_fibre - (term.volume if term is not None else 0.0),
-        "cytosol": vol_fibre - v_nuc - v_fib_mito - v_sr,
-        "nucleus": v_nuc,
-        "mito_ims": v_ims,
-        "mito_matrix": v_mat,
-        "sr_lumen": v_sr,
-        "nerve_terminal": v_nt,
-    }
-    foot_area = (2 * term.phi * R * (term.x1 - term.x0)) if term is not None else 0.0
-    areas = {
-        "sarcolemma": 2 * math.pi * R * Lx - foot_area,
-        "nmj_postsynaptic": foot_area * p.nmj_fold_factor,
-        "ttubule": ref_area,
-        "sr_membrane": sum(b.area for _, b in tcs),
-        "mito_outer": sum(s.area for s in ims_solids),
-        "mito_inner": sum(s.area for s in mat_solids),
-        "nuclear_envelope": nuc.area if nuc is not None else 0.0,
-        "nerve_membrane": term.area if term is not None else 0.0,
-    }
-    space.analytic = {
-        "volumes": {k: v for k, v in volumes.items() if v > 0},
-        "areas": {k: a for k, a in areas.items() if a > 0},
-    }
     # Volume fractions of the fibre cylinder (analytic, and on the lattice).
     v_ss = sum(m.volume for name, m in mitos if name.startswith("subsarcolemmal"))
     v_tc = sum(b.volume for name, b in tcs if name.startswith("terminal"))
@@ -785,7 +1014,7 @@ def _build(p: FiberParameters) -> FiberSegment:
         "sr": v_sr / vol_fibre,
         "nucleus": v_nuc / vol_fibre,
     }
-    in_fib = np.hypot(y - cy, z - cz) < R
+    in_fib = in_disc
     vox_v = space.volumes
     is_mito = in_fib & ((ids == IMS) | (ids == MAT))
     near = is_mito & (np.hypot(y - cy, z - cz) >= R - SS_LAYER_DEPTH)
@@ -808,11 +1037,13 @@ def _build(p: FiberParameters) -> FiberSegment:
     }
 
     # Regions (voxel-centre tests) -----------------------------------------------------
+    # The fibre is the disc the compartments use; depth below the surface from the
+    # voxel centre (0 for disc voxels whose centre lies just outside r = R).
     r = np.hypot(y - cy, z - cz)
-    in_fibre = r < R
+    in_fibre = in_disc
     regions: dict[str, NDArray[np.bool_]] = {
         "fibre": in_fibre,
-        "subsarcolemmal": in_fibre & (r >= R - p.subsarcolemmal_depth),
+        "subsarcolemmal": in_fibre & (R - r <= p.subsarcolemmal_depth),
         "triad": in_fibre
         & (np.min(np.abs(x[:, None] - np.asarray(planes)[None]), axis=1) <= p.triad_half_width),
     }
@@ -828,7 +1059,8 @@ def _build(p: FiberParameters) -> FiberSegment:
     edges = np.arange(0.0, R + 1e-9, p.band_width)
     for lo in edges:
         hi = lo + p.band_width
-        regions[f"band_{lo:g}-{hi:g}um"] = in_fibre & (R - r >= lo) & (R - r < hi)
+        depth = np.maximum(R - r, 0.0)
+        regions[f"band_{lo:g}-{hi:g}um"] = in_fibre & (depth >= lo) & (depth < hi)
     for name, mask in regions.items():
         if mask.any():
             space.region(name, mask)
@@ -862,7 +1094,8 @@ def _layout(
     subsarcolemmal mitochondria, terminal cisternae, longitudinal SR); a site whose
     solid would leave the fibre or whose bounding box would meet one already placed
     is dropped and the volume is shared among the remaining sites (sizes are
-    recomputed until the set of sites is stable)."""
+    recomputed until the set of sites is stable). SR strips that this leaves with no
+    site are grown where there is room instead (``strips`` below)."""
     h, R, Ls = p.spacing, p.radius, p.sarcomere_length
     Lx = p.sarcomeres * Ls
     eps = 1e-9
@@ -966,27 +1199,76 @@ def _layout(
     w_vox = max(1, round(p.sr_strip_width / h))
     srs: list[tuple[str, _Box]] = []
 
-    def strips(label, x0, x1, volume, sites):
-        """Strips of ``w_vox`` voxels (z) and whole-voxel lengths (y), x0..x1."""
-        n_cells = round(volume / ((x1 - x0) * w_vox * h * h))
+    def strips(label, x0, x1, volume, sites, param):
+        """Strips of ``w_vox`` voxels (z) and whole-voxel lengths (y), x0..x1, one per
+        site, ``n_cells`` voxel lengths in all: equal lengths where they fit (the
+        volume of the sites that do not is shared again among the others); if that
+        leaves no site, strips grown one voxel length at a time where there is room
+        (an error naming how much fits if the sites fill up first)."""
+        cell = (x1 - x0) * w_vox * h * h
+        n_cells = round(volume / cell)
 
-        def make(i, site, n):
-            ln = n_cells // n + (1 if i < n_cells % n else 0)
-            if ln < 1:
-                return None
+        def box(site, ln):
             dy, dz = site
             y0 = snap(cy + dy - ln * h / 2)
             z0 = snap(cz + dz - w_vox * h / 2)
-            return (label, _Box((x0, y0, z0), (x1, y0 + ln * h, z0 + w_vox * h)))
+            return _Box((x0, y0, z0), (x1, y0 + ln * h, z0 + w_vox * h))
 
-        return fit(make, sites)
+        def make(i, site, n):
+            ln = n_cells // n + (1 if i < n_cells % n else 0)
+            return (label, box(site, ln)) if ln >= 1 else None
+
+        got = fit(make, sites)
+        if got or n_cells < 1:
+            return got
+        # Dropping every site whose equal strip does not fit lengthens the strips of
+        # the rest, which can then fail in turn until no site is left although the
+        # sites together have room (r = 1.7 um, one sarcomere: 21 voxel lengths of
+        # longitudinal SR asked, room for 25). Grow the strips one voxel length at a
+        # time instead, always the shortest that can still grow (ties: site order),
+        # so the lengths stay as equal as the room allows; a strip stops when it would
+        # leave the fibre or meet a placed solid or another strip.
+        lengths = [0] * len(sites)
+        stuck = [False] * len(sites)
+        for _ in range(n_cells):
+            for i in sorted(range(len(sites)), key=lambda k: (lengths[k], k)):
+                if stuck[i]:
+                    continue
+                trial = box(sites[i], lengths[i] + 1)
+                clash = any(
+                    lengths[k] and _bbox_overlap(trial, box(sites[k], lengths[k]))
+                    for k in range(len(sites))
+                    if k != i
+                )
+                if not clash and free(trial):
+                    lengths[i] += 1
+                    break
+                stuck[i] = True
+            else:
+                got_cells = sum(lengths)
+                frac = getattr(p, param)
+                raise GeometryError(
+                    f"no room for {label}: {param} = {frac:g} asks for {n_cells} voxel "
+                    f"lengths of {w_vox * h:g} x {w_vox * h:g} x {x1 - x0:.3g} um strips "
+                    f"({volume:.3g} um^3) on the inter-myofibrillar sites, which hold "
+                    f"{got_cells}: lower {param} to {frac * got_cells / n_cells:.3g} or less, "
+                    "or use a larger radius"
+                )
+        return [(label, box(site, ln)) for site, ln in zip(sites, lengths, strict=True) if ln]
 
     if p.tc_volume_fraction:
         t_vox = max(1, round(p.tc_thickness / h))
         v_plane = p.tc_volume_fraction * vol_fibre / len(planes)
         for xt in planes:
             x0 = snap(xt - t_vox * h / 2)
-            got = strips(f"terminal cisterna at x = {xt:g}", x0, x0 + t_vox * h, v_plane, points)
+            got = strips(
+                f"terminal cisterna at x = {xt:g}",
+                x0,
+                x0 + t_vox * h,
+                v_plane,
+                points,
+                "tc_volume_fraction",
+            )
             if not got:
                 raise GeometryError(f"no room for terminal cisternae at x = {xt:g}")
             srs += got
@@ -1000,23 +1282,16 @@ def _layout(
             x1 = snap(xb - t_vox * h / 2) - h
             if x1 - x0 < h - eps:
                 raise GeometryError("no room for longitudinal SR in the A-band")
-            got = strips(f"longitudinal SR at x = {(xa + xb) / 2:g}", x0, x1, v_band, points)
+            got = strips(
+                f"longitudinal SR at x = {(xa + xb) / 2:g}",
+                x0,
+                x1,
+                v_band,
+                points,
+                "lsr_volume_fraction",
+            )
             if not got:
                 raise GeometryError(f"no room for longitudinal SR in sarcomere {k}")
             srs += got
             placed.extend(b for _, b in got)
     return mitos, srs
-
-
-def _plane_cyto_area(
-    label, xt: float, cy: float, cz: float, R: float, step: float = 0.005
-) -> float:
-    """Reference cytosol area of the plane x = xt inside the fibre, by a fine 2-D
-    midpoint grid (5 nm, independent of the lattice spacing)."""
-    g = np.arange(cy - R + step / 2, cy + R, step)
-    gz = np.arange(cz - R + step / 2, cz + R, step)
-    total = 0
-    for z0 in np.array_split(gz, max(1, gz.size // 200)):
-        Y, Z = np.meshgrid(g, z0, indexing="ij")
-        total += int(np.count_nonzero(label(np.full(Y.size, xt), Y.ravel(), Z.ravel()) == CYTO))
-    return total * step * step

@@ -5,7 +5,7 @@
   ``"box"``.
 - :func:`fiber_segment`: the fibre segment of :func:`redoxfield.fiber.segment`
   for the same :class:`~redoxfield.fiber.FiberParameters` (the solids of
-  :func:`redoxfield.geometry.fibermesh.fibre_solids`): extracellular box with the
+  :func:`redoxfield.fiber.place_solids`, the lattice builder's): extracellular box with the
   cleft, cytosol cylinder, myonucleus, mitochondria (IMS shell and matrix),
   terminal cisternae and longitudinal SR strips, nerve terminal with its
   mitochondrion. Volume groups: the compartments of ``fiber.COMPARTMENTS`` plus
