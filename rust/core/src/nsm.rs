@@ -70,6 +70,21 @@ struct Site {
     edge_end: u32,
     channel_start: u32,
     channel_end: u32,
+    /// Rate class: the site's gain terms for species s are
+    /// `gains[gain_offsets[class * S + s]..gain_offsets[class * S + s + 1]]`.
+    class: u32,
+}
+
+/// One term of the gain in reaction propensity when one molecule of a
+/// species is added: `coef * x[idx]` on the counts before the addition
+/// (x[C0 + S] is the constant 1). For a channel c * x[a] * (x[b] - dimer):
+/// (c, b) when the species is a alone, (c, a) when it is b alone, (2c, a)
+/// for A + A. Propensities are non-decreasing in every count, so every term
+/// is >= 0 and old + gain has no cancellation.
+#[derive(Clone, Copy, Debug)]
+struct Gain {
+    coef: f64,
+    idx: u32,
 }
 
 /// Record layout (u32 positions): next time (f64 bits, low word first), site,
@@ -207,6 +222,9 @@ pub struct Nsm {
     /// multiplication; 0 otherwise (picked by a cumulative scan).
     uniform_edge_inv: Vec<f64>,
     channels: Vec<Channel>,
+    /// Gain terms per (rate class, species), see `Gain`.
+    gains: Vec<Gain>,
+    gain_offsets: Vec<u32>,
     change_offsets: Vec<usize>,
     change_species: Vec<u32>,
     change_delta: Vec<i64>,
@@ -349,6 +367,7 @@ impl Nsm {
                         edge_end: edges.len() as u32,
                         channel_start: cs,
                         channel_end: ce,
+                        class: rc,
                     });
                     if sites.len() > u32::MAX as usize {
                         return invalid("too many distinct subvolume neighbourhoods");
@@ -367,6 +386,34 @@ impl Nsm {
             row[C0 + s] = 1;
         }
 
+        // Gain terms per (rate class, species).
+        let mut gains = Vec::new();
+        let mut gain_offsets = vec![0u32];
+        for chans in &class_channels {
+            for sp in 0..s {
+                let pos = (C0 + sp) as u32;
+                for ch in chans {
+                    let term = match (ch.a == pos, ch.b == pos) {
+                        (true, true) => Gain {
+                            coef: 2.0 * ch.c,
+                            idx: ch.a,
+                        },
+                        (true, false) => Gain {
+                            coef: ch.c,
+                            idx: ch.b,
+                        },
+                        (false, true) => Gain {
+                            coef: ch.c,
+                            idx: ch.a,
+                        },
+                        (false, false) => continue,
+                    };
+                    gains.push(term);
+                }
+                gain_offsets.push(gains.len() as u32);
+            }
+        }
+
         let mut nsm = Nsm {
             n_subvolumes: n,
             n_species: s,
@@ -378,6 +425,8 @@ impl Nsm {
             edge_rates,
             uniform_edge_inv,
             channels,
+            gains,
+            gain_offsets,
             change_offsets,
             change_species,
             change_delta,
@@ -465,6 +514,30 @@ impl Nsm {
         }
     }
 
+    /// Gain in reaction propensity of the subvolume at `base` if one
+    /// molecule of `species` were added (see `Gain`).
+    #[inline(always)]
+    fn reaction_gain<const K: usize>(&self, base: usize, species: usize) -> f64 {
+        let row = self.row::<K>(base);
+        let s = self.ns::<K>();
+        // SAFETY: site ids in records are < sites.len(); gain_offsets has
+        // n_classes * S + 1 entries bounding ranges of `gains`, and every idx
+        // is < C0 + S + 1 <= stride (built in `new`).
+        unsafe {
+            let class = self.sites.get_unchecked(row[SITE] as usize).class as usize;
+            let k = class * s + species;
+            debug_assert!(k + 1 < self.gain_offsets.len());
+            let start = *self.gain_offsets.get_unchecked(k) as usize;
+            let end = *self.gain_offsets.get_unchecked(k + 1) as usize;
+            let mut g = 0.0;
+            for t in self.gains.get_unchecked(start..end) {
+                debug_assert!((t.idx as usize) < row.len());
+                g += t.coef * *row.get_unchecked(t.idx as usize) as f64;
+            }
+            g
+        }
+    }
+
     /// The reaction channels of site `site_id`.
     #[inline(always)]
     fn site_channels(&self, site_id: usize) -> &[Channel] {
@@ -499,32 +572,6 @@ impl Nsm {
             ar += ch.propensity(row);
         }
         ar
-    }
-
-    /// Reaction propensity of the subvolume at `base` now, and after one
-    /// more molecule of `species`, in one pass over its channels (each sum
-    /// in channel order, so bitwise equal to `reaction_propensity` before
-    /// and after the change).
-    #[inline(always)]
-    fn reaction_propensity_gain<const K: usize>(&self, base: usize, species: usize) -> (f64, f64) {
-        let row = self.row::<K>(base);
-        let pos = (C0 + species) as u32;
-        let (mut old, mut new) = (0.0, 0.0);
-        for ch in self.site_channels(row[SITE] as usize) {
-            debug_assert!((ch.a as usize) < row.len() && (ch.b as usize) < row.len());
-            // SAFETY: as in `Channel::propensity`.
-            let (xa, xb) = unsafe {
-                (
-                    *row.get_unchecked(ch.a as usize),
-                    *row.get_unchecked(ch.b as usize),
-                )
-            };
-            old += ch.c * xa as f64 * (xb as f64 - ch.dimer);
-            let xa1 = xa + u32::from(ch.a == pos);
-            let xb1 = xb + u32::from(ch.b == pos);
-            new += ch.c * xa1 as f64 * (xb1 as f64 - ch.dimer);
-        }
-        (old, new)
     }
 
     pub fn time(&self) -> f64 {
@@ -805,14 +852,10 @@ impl Nsm {
         let t_j = self.rec.time(j);
         let sj = rowj[SITE] as usize;
         let reactive = self.reactive[species];
-        let adj = self.diffusion_propensity::<K>(jbase);
-        // The count is < u32::MAX (checked above), so the +1 cannot wrap.
-        let (arj, ar_j) = if reactive {
-            self.reaction_propensity_gain::<K>(jbase, species)
-        } else {
-            let arj = self.reaction_propensity::<K>(jbase);
-            (arj, arj)
-        };
+        let (adj, arj) = self.propensities::<K>(jbase);
+        // j's propensity after the arrival: old + transport rate + gain
+        // (all terms >= 0: no cancellation). Not stored, so no drift.
+        let gain = self.reaction_gain::<K>(jbase, species);
         let a_j_old = adj + arj;
         let cells = self.rec.cells_mut();
         cells[base + C0 + species] -= 1;
@@ -837,8 +880,7 @@ impl Nsm {
             f64::INFINITY
         };
         self.queue.update(&mut self.rec, i, next_i);
-        let ad_j = adj + self.site_diff_rate[sj * s + species];
-        let a_j_new = ad_j + ar_j;
+        let a_j_new = a_j_old + self.site_diff_rate[sj * s + species] + gain;
         let next_j = if a_j_new <= 0.0 {
             f64::INFINITY
         } else if a_j_old > 0.0 && t_j.is_finite() {
