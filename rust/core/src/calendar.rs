@@ -210,7 +210,7 @@ impl CalendarQueue {
             cur: 0,
             limit_f: 0.0,
             climit_f: 0.0,
-            buckets: vec![Bucket::default(); n_buckets],
+            buckets: huge_vec(n_buckets),
             fill: vec![0; n_buckets],
             in_calendar: 0,
             coarse: vec![NIL; n_coarse],
@@ -766,6 +766,15 @@ impl CalendarQueue {
             + self.cgen.capacity()
             + self.heap.capacity() * std::mem::size_of::<Reverse<HeapEntry>>()
     }
+}
+
+/// n default buckets, on huge pages where the system allows (the ring is
+/// read and written at random offsets ahead of the current bucket).
+fn huge_vec(n: usize) -> Vec<Bucket> {
+    let mut v: Vec<Bucket> = Vec::with_capacity(n);
+    crate::memory::advise_huge_pages(v.as_ptr().cast(), n * std::mem::size_of::<Bucket>());
+    v.resize(n, Bucket::default());
+    v
 }
 
 /// Hint the CPU to load the cache line holding `r` (no-op elsewhere).
