@@ -214,7 +214,7 @@ impl CalendarQueue {
             fill: vec![0; n_buckets],
             in_calendar: 0,
             coarse: vec![NIL; n_coarse],
-            cnodes: Vec::new(),
+            cnodes: huge_nodes(n + 1025),
             cfree: Vec::new(),
             cgen: vec![0; n],
             coarse_len: 0,
@@ -774,6 +774,15 @@ fn huge_vec(n: usize) -> Vec<Bucket> {
     let mut v: Vec<Bucket> = Vec::with_capacity(n);
     crate::memory::advise_huge_pages(v.as_ptr().cast(), n * std::mem::size_of::<Bucket>());
     v.resize(n, Bucket::default());
+    v
+}
+
+/// An empty node pool with room for its largest size (compaction keeps it
+/// at most n + 1025 nodes), on huge pages where the system allows: nodes are
+/// written at random as ids are filed.
+fn huge_nodes(cap: usize) -> Vec<CNode> {
+    let v: Vec<CNode> = Vec::with_capacity(cap);
+    crate::memory::advise_huge_pages(v.as_ptr().cast(), cap * std::mem::size_of::<CNode>());
     v
 }
 
