@@ -68,15 +68,27 @@ fn main() {
     };
     let mut nsm = Nsm::new(&problem, seed, 0).expect("valid problem");
     let start = Instant::now();
+    let cpu0 = cpu_seconds();
     while nsm.advance(t_end, u64::MAX).unwrap() != Advance::Reached {}
     let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
     let ev = nsm.total_events();
     let totals = nsm.totals();
     println!(
-        "n={n} events={ev} diffusion={} reactions={:?} wall={wall:.3}s events/s={:.3e} totals={totals:?} bytes/subvolume={:.1}",
+        "n={n} events={ev} diffusion={} reactions={:?} wall={wall:.3}s cpu={:.3}s events/s={:.3e} events/cpu-s={:.3e} totals={totals:?} bytes/subvolume={:.1}",
         nsm.diffusion_events()[0],
         nsm.reaction_events(),
+        cpu.unwrap_or(f64::NAN),
         ev as f64 / wall,
+        ev as f64 / cpu.unwrap_or(f64::NAN),
         nsm.bytes_per_subvolume()
     );
+}
+
+/// CPU time of this thread so far (Linux: /proc/thread-self/schedstat, ns
+/// on the CPU); None elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns * 1e-9)
 }

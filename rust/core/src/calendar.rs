@@ -50,8 +50,9 @@ pub const IN_HEAP: u32 = u32::MAX;
 /// Location of an id filed in the coarse level.
 pub const IN_COARSE: u32 = u32::MAX - 1;
 
-/// A coarse-list entry: 12 bytes. Live iff `gen` is the id's current
-/// generation and the id is still located `IN_COARSE` (the time is then the
+/// A coarse-list entry: 12 bytes; `gen` holds the id's generation in its
+/// low byte and the index of the node's list above it; a free node has id
+/// NIL. Live iff the low byte of `gen` is the id's current generation and the id is still located `IN_COARSE` (the time is then the
 /// live one, in the caller's store). The generation check needs no access to
 /// the caller's records, so a stale entry costs no cache miss on them.
 #[derive(Clone, Copy, Debug)]
@@ -120,8 +121,10 @@ pub struct CalendarQueue {
     coarse: Vec<u32>,
     /// Nodes of the coarse lists (singly linked, pooled).
     cnodes: Vec<CNode>,
-    /// Head of the free node list.
-    cfree: u32,
+    /// Free nodes, as a stack of indices: taking one reads no node (a
+    /// linked free list made every coarse push wait for a random read), and
+    /// the most recently freed, likely cached, node is reused first.
+    cfree: Vec<u32>,
     /// Per id: generation of its latest coarse entry, bumped whenever the id
     /// is filed in or leaves the coarse level (mod 256: a wrapped match is
     /// caught by the location check).
@@ -207,12 +210,12 @@ impl CalendarQueue {
             cur: 0,
             limit_f: 0.0,
             climit_f: 0.0,
-            buckets: vec![Bucket::default(); n_buckets],
+            buckets: huge_vec(n_buckets),
             fill: vec![0; n_buckets],
             in_calendar: 0,
             coarse: vec![NIL; n_coarse],
-            cnodes: Vec::new(),
-            cfree: NIL,
+            cnodes: huge_nodes(n + 1025),
+            cfree: Vec::new(),
             cgen: vec![0; n],
             coarse_len: 0,
             heap: BinaryHeap::from(heap),
@@ -348,11 +351,9 @@ impl CalendarQueue {
         let node = CNode {
             id: id as u32,
             next: self.coarse[c],
-            gen: gen as u32,
+            gen: u32::from(gen) | (c as u32) << 8,
         };
-        let k = if self.cfree != NIL {
-            let k = self.cfree;
-            self.cfree = self.cnodes[k as usize].next;
+        let k = if let Some(k) = self.cfree.pop() {
             self.cnodes[k as usize] = node;
             k
         } else {
@@ -376,22 +377,22 @@ impl CalendarQueue {
     #[cold]
     #[inline(never)]
     fn compact_coarse<S: Store>(&mut self, store: &mut S) {
+        // One sequential pass over the node pool (not a walk along the
+        // lists, which missed the cache at every node): relink the live
+        // nodes into their lists, free the others.
+        self.coarse.fill(NIL);
+        self.cfree.clear();
         let mut len = 0;
-        for c in 0..self.coarse.len() {
-            // Relink the live nodes of list c, free the others.
-            let mut k = self.coarse[c];
-            self.coarse[c] = NIL;
-            while k != NIL {
-                let node = self.cnodes[k as usize];
-                if self.coarse_live(store, node) {
-                    self.cnodes[k as usize].next = self.coarse[c];
-                    self.coarse[c] = k;
-                    len += 1;
-                } else {
-                    self.cnodes[k as usize].next = self.cfree;
-                    self.cfree = k;
-                }
-                k = node.next;
+        for k in 0..self.cnodes.len() {
+            let node = self.cnodes[k];
+            if node.id != NIL && self.coarse_live(store, node) {
+                let c = (node.gen >> 8) as usize;
+                self.cnodes[k].next = self.coarse[c];
+                self.coarse[c] = k as u32;
+                len += 1;
+            } else {
+                self.cnodes[k].id = NIL;
+                self.cfree.push(k as u32);
             }
         }
         self.coarse_len = len;
@@ -441,8 +442,8 @@ impl CalendarQueue {
             if let Some(next) = self.cnodes.get(node.next as usize) {
                 prefetch_ptr(next);
             }
-            self.cnodes[k as usize].next = self.cfree;
-            self.cfree = k;
+            self.cnodes[k as usize].id = NIL;
+            self.cfree.push(k);
             self.coarse_len -= 1;
             if self.coarse_live(store, node) {
                 // Within the fine range now (or the heap if its bucket is full).
@@ -740,7 +741,7 @@ impl CalendarQueue {
             }
         }
         self.cnodes.clear();
-        self.cfree = NIL;
+        self.cfree.clear();
         self.coarse_len = 0;
         for s in &moved {
             store.set_loc(s.id as usize, IN_HEAP);
@@ -761,9 +762,28 @@ impl CalendarQueue {
             + self.fill.capacity()
             + self.coarse.capacity() * std::mem::size_of::<u32>()
             + self.cnodes.capacity() * std::mem::size_of::<CNode>()
+            + self.cfree.capacity() * std::mem::size_of::<u32>()
             + self.cgen.capacity()
             + self.heap.capacity() * std::mem::size_of::<Reverse<HeapEntry>>()
     }
+}
+
+/// n default buckets, on huge pages where the system allows (the ring is
+/// read and written at random offsets ahead of the current bucket).
+fn huge_vec(n: usize) -> Vec<Bucket> {
+    let mut v: Vec<Bucket> = Vec::with_capacity(n);
+    crate::memory::advise_huge_pages(v.as_ptr().cast(), n * std::mem::size_of::<Bucket>());
+    v.resize(n, Bucket::default());
+    v
+}
+
+/// An empty node pool with room for its largest size (compaction keeps it
+/// at most n + 1025 nodes), on huge pages where the system allows: nodes are
+/// written at random as ids are filed.
+fn huge_nodes(cap: usize) -> Vec<CNode> {
+    let v: Vec<CNode> = Vec::with_capacity(cap);
+    crate::memory::advise_huge_pages(v.as_ptr().cast(), cap * std::mem::size_of::<CNode>());
+    v
 }
 
 /// Hint the CPU to load the cache line holding `r` (no-op elsewhere).

@@ -9,6 +9,7 @@
 pub mod calendar;
 pub mod error;
 pub mod lattice;
+pub mod memory;
 pub mod nsm;
 pub mod problem;
 pub mod queue;

@@ -70,6 +70,23 @@ struct Site {
     edge_end: u32,
     channel_start: u32,
     channel_end: u32,
+    /// Rate class: the site's gain terms for species s are
+    /// `gains[gain_offsets[class * S + s]..gain_offsets[class * S + s + 1]]`.
+    class: u32,
+}
+
+/// One term of the gain in reaction propensity when one molecule of a
+/// species is added: `coef * x[idx]` on the counts before the addition
+/// (x[C0 + S] is the constant 1). For a channel c * x[a] * (x[b] - dimer):
+/// (c, b) when the species is a alone, (c, a) when it is b alone, (2c, a)
+/// for A + A. Propensities are non-decreasing in every count, so every term
+/// is >= 0 and old + gain has no cancellation.
+#[derive(Clone, Copy, Debug)]
+struct Gain {
+    coef: f64,
+    idx: u32,
+    /// The reaction of the channel (its schedule factor scales `coef`).
+    reaction: u32,
 }
 
 /// Record layout (u32 positions): next time (f64 bits, low word first), site,
@@ -104,10 +121,14 @@ struct Records {
 
 impl Records {
     fn new(n: usize, stride: usize) -> Self {
-        Records {
-            lines: vec![Line::default(); (n * stride).div_ceil(16)],
-            stride,
-        }
+        let len = (n * stride).div_ceil(16);
+        let mut lines: Vec<Line> = Vec::with_capacity(len);
+        // Ask for huge pages before the first touch: the hot loop reads
+        // records at random, and with 4 KiB pages a large lattice misses
+        // the TLB on nearly every one.
+        crate::memory::advise_huge_pages(lines.as_ptr().cast(), len * std::mem::size_of::<Line>());
+        lines.resize(len, Line::default());
+        Records { lines, stride }
     }
 
     #[inline(always)]
@@ -213,6 +234,11 @@ pub struct Nsm {
     /// Rate switches in time, and the factor of each reaction in force now.
     schedule: RateSchedule,
     factors: Vec<f64>,
+    /// Gain terms per (rate class, species), see `Gain`; `gain_base[k]` is
+    /// the coefficient of `gains[k]` before the schedule factor.
+    gains: Vec<Gain>,
+    gain_base: Vec<f64>,
+    gain_offsets: Vec<u32>,
     change_offsets: Vec<usize>,
     change_species: Vec<u32>,
     change_delta: Vec<i64>,
@@ -355,6 +381,7 @@ impl Nsm {
                         edge_end: edges.len() as u32,
                         channel_start: cs,
                         channel_end: ce,
+                        class: rc,
                     });
                     if sites.len() > u32::MAX as usize {
                         return invalid("too many distinct subvolume neighbourhoods");
@@ -373,6 +400,37 @@ impl Nsm {
             row[C0 + s] = 1;
         }
 
+        // Gain terms per (rate class, species).
+        let mut gains = Vec::new();
+        let mut gain_offsets = vec![0u32];
+        for chans in &class_channels {
+            for sp in 0..s {
+                let pos = (C0 + sp) as u32;
+                for ch in chans {
+                    let term = match (ch.a == pos, ch.b == pos) {
+                        (true, true) => Gain {
+                            coef: 2.0 * ch.c,
+                            idx: ch.a,
+                            reaction: ch.reaction,
+                        },
+                        (true, false) => Gain {
+                            coef: ch.c,
+                            idx: ch.b,
+                            reaction: ch.reaction,
+                        },
+                        (false, true) => Gain {
+                            coef: ch.c,
+                            idx: ch.a,
+                            reaction: ch.reaction,
+                        },
+                        (false, false) => continue,
+                    };
+                    gains.push(term);
+                }
+                gain_offsets.push(gains.len() as u32);
+            }
+        }
+
         let mut nsm = Nsm {
             n_subvolumes: n,
             n_species: s,
@@ -387,6 +445,9 @@ impl Nsm {
             channels,
             schedule: problem.schedule.clone(),
             factors: vec![1.0; r],
+            gain_base: gains.iter().map(|g| g.coef).collect(),
+            gains,
+            gain_offsets,
             change_offsets,
             change_species,
             change_delta,
@@ -476,6 +537,30 @@ impl Nsm {
         }
     }
 
+    /// Gain in reaction propensity of the subvolume at `base` if one
+    /// molecule of `species` were added (see `Gain`).
+    #[inline(always)]
+    fn reaction_gain<const K: usize>(&self, base: usize, species: usize) -> f64 {
+        let row = self.row::<K>(base);
+        let s = self.ns::<K>();
+        // SAFETY: site ids in records are < sites.len(); gain_offsets has
+        // n_classes * S + 1 entries bounding ranges of `gains`, and every idx
+        // is < C0 + S + 1 <= stride (built in `new`).
+        unsafe {
+            let class = self.sites.get_unchecked(row[SITE] as usize).class as usize;
+            let k = class * s + species;
+            debug_assert!(k + 1 < self.gain_offsets.len());
+            let start = *self.gain_offsets.get_unchecked(k) as usize;
+            let end = *self.gain_offsets.get_unchecked(k + 1) as usize;
+            let mut g = 0.0;
+            for t in self.gains.get_unchecked(start..end) {
+                debug_assert!((t.idx as usize) < row.len());
+                g += t.coef * *row.get_unchecked(t.idx as usize) as f64;
+            }
+            g
+        }
+    }
+
     /// The reaction channels of site `site_id`.
     #[inline(always)]
     fn site_channels(&self, site_id: usize) -> &[Channel] {
@@ -510,32 +595,6 @@ impl Nsm {
             ar += ch.propensity(row);
         }
         ar
-    }
-
-    /// Reaction propensity of the subvolume at `base` now, and after one
-    /// more molecule of `species`, in one pass over its channels (each sum
-    /// in channel order, so bitwise equal to `reaction_propensity` before
-    /// and after the change).
-    #[inline(always)]
-    fn reaction_propensity_gain<const K: usize>(&self, base: usize, species: usize) -> (f64, f64) {
-        let row = self.row::<K>(base);
-        let pos = (C0 + species) as u32;
-        let (mut old, mut new) = (0.0, 0.0);
-        for ch in self.site_channels(row[SITE] as usize) {
-            debug_assert!((ch.a as usize) < row.len() && (ch.b as usize) < row.len());
-            // SAFETY: as in `Channel::propensity`.
-            let (xa, xb) = unsafe {
-                (
-                    *row.get_unchecked(ch.a as usize),
-                    *row.get_unchecked(ch.b as usize),
-                )
-            };
-            old += ch.c * xa as f64 * (xb as f64 - ch.dimer);
-            let xa1 = xa + u32::from(ch.a == pos);
-            let xb1 = xb + u32::from(ch.b == pos);
-            new += ch.c * xa1 as f64 * (xb1 as f64 - ch.dimer);
-        }
-        (old, new)
     }
 
     pub fn time(&self) -> f64 {
@@ -650,6 +709,9 @@ impl Nsm {
     fn set_factors(&mut self, factors: &[f64]) {
         for (ch, &base) in self.channels.iter_mut().zip(&self.channel_base) {
             ch.c = base * factors[ch.reaction as usize];
+        }
+        for (g, &base) in self.gains.iter_mut().zip(&self.gain_base) {
+            g.coef = base * factors[g.reaction as usize];
         }
         self.factors.copy_from_slice(factors);
     }
@@ -894,14 +956,10 @@ impl Nsm {
         let t_j = self.rec.time(j);
         let sj = rowj[SITE] as usize;
         let reactive = self.reactive[species];
-        let adj = self.diffusion_propensity::<K>(jbase);
-        // The count is < u32::MAX (checked above), so the +1 cannot wrap.
-        let (arj, ar_j) = if reactive {
-            self.reaction_propensity_gain::<K>(jbase, species)
-        } else {
-            let arj = self.reaction_propensity::<K>(jbase);
-            (arj, arj)
-        };
+        let (adj, arj) = self.propensities::<K>(jbase);
+        // j's propensity after the arrival: old + transport rate + gain
+        // (all terms >= 0: no cancellation). Not stored, so no drift.
+        let gain = self.reaction_gain::<K>(jbase, species);
         let a_j_old = adj + arj;
         let cells = self.rec.cells_mut();
         cells[base + C0 + species] -= 1;
@@ -926,8 +984,7 @@ impl Nsm {
             f64::INFINITY
         };
         self.queue.update(&mut self.rec, i, next_i);
-        let ad_j = adj + self.site_diff_rate[sj * s + species];
-        let a_j_new = ad_j + ar_j;
+        let a_j_new = a_j_old + self.site_diff_rate[sj * s + species] + gain;
         let next_j = if a_j_new <= 0.0 {
             f64::INFINITY
         } else if a_j_old > 0.0 && t_j.is_finite() {

@@ -92,44 +92,49 @@ fn piecewise_source_is_poisson_with_the_integrated_rate() {
 }
 
 /// Decay whose constant switches while molecules are waiting: the survivors
-/// follow exp(-integral of k). Checks the rescaling of pending times.
+/// follow exp(-integral of k). Checks the rescaling of pending times (dense
+/// case: 50 per voxel, slow hops) and, in the sparse case (2 per voxel, hops
+/// as fast as the switched decay), that a molecule arriving in a voxel brings
+/// the switched reaction rate with it.
 #[test]
 fn decay_follows_the_switched_constant() {
-    let graph = cubic_lattice([2, 2, 2], 0.2);
-    let n = graph.n_subvolumes();
-    let p = Problem {
-        n_species: 1,
-        graph,
-        transport_coefficients: vec![0.5],
-        reactions: vec![Reaction {
-            reactants: vec![0],
-            products: vec![],
-        }],
-        rate_class: vec![0; n],
-        rate_constants: vec![1.0],
-        initial_counts: vec![50; n],
-        schedule: RateSchedule {
-            times: vec![0.3],
-            factors: vec![4.0],
-        },
-    };
-    let n0 = 50.0 * n as f64;
-    let t = 0.5;
-    let survive = (-(0.3 * 1.0 + 0.2 * 4.0f64)).exp();
-    let reps = 2000;
-    let total: f64 = (0..reps)
-        .map(|rep| {
-            let mut nsm = Nsm::new(&p, 3, rep).unwrap();
-            totals_at(&mut nsm, t)[0] as f64
-        })
-        .sum();
-    let m = total / reps as f64;
-    let expected = n0 * survive;
-    let se = (n0 * survive * (1.0 - survive) / reps as f64).sqrt();
-    assert!(
-        (m - expected).abs() < 4.0 * se,
-        "mean {m} vs {expected} (se {se})"
-    );
+    // (initial per voxel, D, factor after the switch at 0.3, end time)
+    for (per_voxel, d, factor, t) in [(50u32, 0.5, 4.0, 0.5), (2, 0.5, 40.0, 0.33)] {
+        let graph = cubic_lattice([2, 2, 2], 0.2);
+        let n = graph.n_subvolumes();
+        let p = Problem {
+            n_species: 1,
+            graph,
+            transport_coefficients: vec![d],
+            reactions: vec![Reaction {
+                reactants: vec![0],
+                products: vec![],
+            }],
+            rate_class: vec![0; n],
+            rate_constants: vec![1.0],
+            initial_counts: vec![per_voxel; n],
+            schedule: RateSchedule {
+                times: vec![0.3],
+                factors: vec![factor],
+            },
+        };
+        let n0 = f64::from(per_voxel) * n as f64;
+        let survive = (-(0.3 * 1.0 + (t - 0.3) * factor)).exp();
+        let reps = 4000;
+        let total: f64 = (0..reps)
+            .map(|rep| {
+                let mut nsm = Nsm::new(&p, 3, rep).unwrap();
+                totals_at(&mut nsm, t)[0] as f64
+            })
+            .sum();
+        let m = total / reps as f64;
+        let expected = n0 * survive;
+        let se = (n0 * survive * (1.0 - survive) / reps as f64).sqrt();
+        assert!(
+            (m - expected).abs() < 4.0 * se,
+            "{per_voxel} per voxel, factor {factor}: mean {m} vs {expected} (se {se})"
+        );
+    }
 }
 
 /// Pausing on an event budget, or checkpointing and restoring, across
