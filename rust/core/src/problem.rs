@@ -350,7 +350,11 @@ mod tests {
             times: vec![1.0, 1.0],
             factors: vec![1.0, 1.0],
         };
-        assert!(bad.validate(1).unwrap_err().to_string().contains("increase"));
+        assert!(bad
+            .validate(1)
+            .unwrap_err()
+            .to_string()
+            .contains("increase"));
         let bad = RateSchedule {
             times: vec![1.0],
             factors: vec![-1.0],
