@@ -65,6 +65,24 @@ pub const BLOCK: usize = 4096;
 /// it), not an accuracy bound: tau is capped so that w tau stays below it.
 pub const MAX_WALK_LAMBDA: f64 = 1e4;
 
+/// Largest expected number of hops of one molecule in one step for the
+/// hop-by-hop walk: a cost bound (each step's work stays bounded, so that
+/// Ctrl-C and progress reports come through), not an accuracy bound.
+pub const MAX_HOPS_PER_STEP: f64 = 1e4;
+
+/// Births of one source table in one block and step above this are refused
+/// (they would have to be held in memory at once): the step is far too long.
+const MAX_BIRTHS_PER_STEP: f64 = 1e7;
+
+/// Reaction events in one subvolume in one step beyond this plus 100 per
+/// molecule present are refused: a runaway (e.g. autocatalysis with a user
+/// tau far beyond the tolerance's) instead of a hang.
+const MAX_SSA_EVENTS: u64 = 1_000_000;
+
+/// Mobile molecules the diffusion phase can move in one step (its buffers
+/// hold one 8-byte record per molecule): a limitation of this solver.
+pub const MAX_MOBILE_MOLECULES: u64 = 1 << 28;
+
 /// Default largest per-molecule reaction probability per step.
 pub const DEFAULT_TOLERANCE: f64 = 0.01;
 
@@ -280,6 +298,8 @@ struct Hops {
     rates: Vec<f64>,
     /// (n_subvolumes, h) total out-rate per molecule.
     total: Vec<f64>,
+    /// Per hop species, the largest total out-rate.
+    max_total: Vec<f64>,
 }
 
 /// A reactive subvolume that nothing touched, with its next reaction time.
@@ -548,7 +568,9 @@ impl OpSplit {
                         hops.total[i * h + k] += rate;
                     }
                 }
+                hops.max_total.resize(h, 0.0);
                 for (k, &sp) in hop_species.iter().enumerate() {
+                    hops.max_total[k] = hops.max_total[k].max(hops.total[i * h + k]);
                     if !hops.total[i * h + k].is_finite() {
                         return invalid(format!(
                             "transport rate of species {sp} out of subvolume {i} is not finite"
@@ -556,6 +578,23 @@ impl OpSplit {
                     }
                 }
             }
+        }
+
+        let mobile_total: u64 = problem
+            .initial_counts
+            .chunks_exact(s)
+            .map(|row| {
+                mobile
+                    .iter()
+                    .map(|&sp| u64::from(row[sp as usize]))
+                    .sum::<u64>()
+            })
+            .sum();
+        if mobile_total > MAX_MOBILE_MOLECULES {
+            return invalid(format!(
+                "{mobile_total} mobile molecules exceed the operator-splitting solver's \
+                 limit of {MAX_MOBILE_MOLECULES} (each is moved individually); use the NSM"
+            ));
         }
 
         // Blocks.
@@ -737,6 +776,11 @@ impl OpSplit {
                         tau = tau.min(MAX_WALK_LAMBDA / rate);
                     }
                 }
+            }
+        }
+        if let Some(&max_rate) = self.hops.max_total.iter().max_by(|a, b| a.total_cmp(b)) {
+            if max_rate > 0.0 {
+                tau = tau.min(MAX_HOPS_PER_STEP / max_rate);
             }
         }
         tau
@@ -990,13 +1034,14 @@ impl OpSplit {
         pool.install(|| -> Result<(), CoreError> {
             if !shared.mobile.is_empty() {
                 // Scatter: every block moves its molecules into its own buffer.
-                let steps: Vec<Vec<u64>> = blocks
+                let steps: Vec<Result<Vec<u64>, CoreError>> = blocks
                     .par_iter_mut()
                     .zip(counts.par_chunks_mut(BLOCK * s))
                     .zip(moves.par_iter_mut().zip(groups.par_iter_mut()))
                     .enumerate()
                     .map(|(b, ((blk, cnt), (mv, gr)))| scatter(&shared, b, blk, cnt, mv, gr, tau))
                     .collect();
+                let steps = steps.into_iter().collect::<Result<Vec<_>, CoreError>>()?;
                 for (sp, w) in shared.walk.iter().enumerate() {
                     if let Walk::Lattice(rates) = w {
                         let molecules: u64 = steps.iter().map(|v| v[sp]).sum();
@@ -1043,13 +1088,31 @@ fn scatter(
     mv: &mut Vec<Move>,
     gr: &mut Vec<(u32, u32, u32)>,
     tau: f64,
-) -> Vec<u64> {
+) -> Result<Vec<u64>, CoreError> {
     let s = sh.s;
     let mut molecules = vec![0u64; s];
     mv.clear();
     gr.clear();
     if blk.occupied.is_empty() {
-        return molecules;
+        return Ok(molecules);
+    }
+    let in_block: u64 = blk
+        .occupied
+        .iter()
+        .map(|&i| {
+            let loc = i as usize - blk.lo;
+            sh.mobile
+                .iter()
+                .map(|&sp| u64::from(cnt[loc * s + sp as usize]))
+                .sum::<u64>()
+        })
+        .sum();
+    if in_block > MAX_MOBILE_MOLECULES {
+        return invalid(format!(
+            "{in_block} mobile molecules in subvolumes {}..{} exceed the \
+             operator-splitting solver's limit of {MAX_MOBILE_MOLECULES}",
+            blk.lo, blk.hi
+        ));
     }
     let mut rng = Stream::for_block(sh.seed, sh.replicate, PHASE_DIFFUSION, sh.step, b as u64);
     for &i in &blk.occupied {
@@ -1140,7 +1203,7 @@ fn scatter(
         gr.push((d as u32, start as u32, end as u32));
         start = end;
     }
-    molecules
+    Ok(molecules)
 }
 
 /// Diffusion, second half: add the arrivals addressed to this block, in
@@ -1203,6 +1266,7 @@ fn react(
     let s = sh.s;
     let tau = t1 - t0;
     let lo = blk.lo;
+    let blk_lo_hi = (blk.lo, blk.hi);
     let mut rng = Stream::for_block(sh.seed, sh.replicate, PHASE_REACTION, sh.step, b as u64);
     let Block {
         occupied,
@@ -1251,16 +1315,17 @@ fn react(
         if lambda <= 0.0 {
             continue;
         }
+        if lambda > MAX_BIRTHS_PER_STEP {
+            return invalid(format!(
+                "reaction {} would fire about {lambda:e} times in one step in subvolumes \
+                 {}..{}: the step is far too long for this source; lower tau",
+                src.reaction, blk_lo_hi.0, blk_lo_hi.1
+            ));
+        }
         let k = match Poisson::new(lambda) {
             Ok(p) => rng.sample(&p),
-            Err(_) => f64::INFINITY,
+            Err(_) => 0.0,
         };
-        if k > f64::from(u32::MAX) {
-            return Err(CoreError::CountOverflow {
-                species: 0,
-                subvolume: src.subvolumes[0] as usize,
-            });
-        }
         for _ in 0..k as u64 {
             let u = rng.uniform() * src.total;
             let idx = src
@@ -1308,7 +1373,18 @@ fn react(
         let mut t = t0;
         let mut clock = next_time[loc];
         let mut a0;
+        let present: u64 = row.iter().map(|&c| u64::from(c)).sum();
+        let budget = MAX_SSA_EVENTS + 100 * present;
+        let mut fired = 0u64;
         loop {
+            fired += 1;
+            if fired > budget {
+                return invalid(format!(
+                    "more than {budget} reaction events in subvolume {i} within one step \
+                     ({t0} to {t1} s): the step is far too long for these rates (a \
+                     runaway); lower tau or the tolerance"
+                ));
+            }
             a0 = 0.0;
             for ch in chans {
                 a0 += ch.propensity(row);

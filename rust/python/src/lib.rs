@@ -499,7 +499,11 @@ fn run_ensemble_totals<'py>(
     let n = problem.n_subvolumes();
     let mut members = Vec::new();
     for (g, r) in regions.iter().flatten().enumerate() {
-        members.push(to_index(&format!("regions[{g}]"), slice1("regions", r)?, n)?);
+        members.push(to_index(
+            &format!("regions[{g}]"),
+            slice1("regions", r)?,
+            n,
+        )?);
     }
     let cancel = AtomicBool::new(false);
     let out = std::thread::scope(|scope| -> PyResult<_> {
@@ -536,7 +540,12 @@ fn run_ensemble_totals<'py>(
     let out = out
         .map_err(|e| names.error(e))?
         .ok_or_else(|| PyRuntimeError::new_err("the ensemble was cancelled"))?;
-    let (r, t, s, g) = (replicates.len(), times.len(), problem.n_species, members.len());
+    let (r, t, s, g) = (
+        replicates.len(),
+        times.len(),
+        problem.n_species,
+        members.len(),
+    );
     let to_i64 = |v: Vec<u64>| -> Vec<i64> { v.into_iter().map(|x| x as i64).collect() };
     let totals = Array3::from_shape_vec((r, t, s), to_i64(out.totals))
         .map_err(|e| PyRuntimeError::new_err(e.to_string()))?
