@@ -353,9 +353,11 @@ struct Block {
     /// propensity changed, so the reaction phase must look at them too.
     departed: Vec<u32>,
     sleepers: BinaryHeap<Sleeper>,
-    /// Per subvolume: the time in `sleepers` that is current (NaN: none).
-    next_time: Vec<f64>,
-    mark: Vec<bool>,
+    /// One record per subvolume, `Rec` layout, starting at `off` (so that
+    /// records are 32-byte aligned and a record never straddles a cache line:
+    /// the phases touch a random subvolume through one line, not four arrays).
+    rec: Vec<u32>,
+    off: usize,
     sources: Vec<SourceTable>,
     /// Reconsider every subvolume in the next reaction phase (start, switch).
     rescan: bool,
@@ -367,9 +369,65 @@ struct Block {
     ssa_runs: u64,
 }
 
+/// Record of one subvolume in its block (u32 words): counts 0..S, then its
+/// rate class, a candidate mark, and the bits of its sleeping next reaction
+/// time (NaN: none), low word first; padded to the stride.
+#[derive(Clone, Copy, Debug)]
+struct Rec {
+    s: usize,
+    st: usize,
+}
+
+impl Rec {
+    fn new(s: usize) -> Self {
+        let need = s + 4;
+        let st = if need <= 8 { 8 } else { need.div_ceil(16) * 16 };
+        Rec { s, st }
+    }
+    #[inline(always)]
+    fn class(&self, cells: &[u32], loc: usize) -> usize {
+        cells[loc * self.st + self.s] as usize
+    }
+    #[inline(always)]
+    fn marked(&self, cells: &[u32], loc: usize) -> bool {
+        cells[loc * self.st + self.s + 1] != 0
+    }
+    #[inline(always)]
+    fn set_mark(&self, cells: &mut [u32], loc: usize, on: bool) {
+        cells[loc * self.st + self.s + 1] = u32::from(on);
+    }
+    #[inline(always)]
+    fn time(&self, cells: &[u32], loc: usize) -> f64 {
+        let b = loc * self.st + self.s + 2;
+        f64::from_bits(u64::from(cells[b]) | u64::from(cells[b + 1]) << 32)
+    }
+    #[inline(always)]
+    fn set_time(&self, cells: &mut [u32], loc: usize, t: f64) {
+        let b = loc * self.st + self.s + 2;
+        let bits = t.to_bits();
+        cells[b] = bits as u32;
+        cells[b + 1] = (bits >> 32) as u32;
+    }
+    #[inline(always)]
+    fn row<'c>(&self, cells: &'c [u32], loc: usize) -> &'c [u32] {
+        &cells[loc * self.st..loc * self.st + self.s]
+    }
+    #[inline(always)]
+    fn row_mut<'c>(&self, cells: &'c mut [u32], loc: usize) -> &'c mut [u32] {
+        &mut cells[loc * self.st..loc * self.st + self.s]
+    }
+}
+
+impl Block {
+    fn cells(&self) -> &[u32] {
+        &self.rec[self.off..]
+    }
+}
+
 /// The part of the solver that blocks read while running in parallel.
 struct Shared<'a> {
     s: usize,
+    rec: Rec,
     seed: u64,
     replicate: u64,
     step: u64,
@@ -378,7 +436,6 @@ struct Shared<'a> {
     grid: Option<Grid>,
     tables: &'a [Vec<Alias>],
     hops: &'a Hops,
-    rate_class: &'a [u32],
     channels: &'a [Vec<Channel>],
     changes: &'a [Vec<(u32, i64)>],
     factors: &'a [f64],
@@ -399,8 +456,7 @@ struct Plan {
 pub struct OpSplit {
     n: usize,
     s: usize,
-    counts: Vec<u32>,
-    rate_class: Vec<u32>,
+    rec: Rec,
     base_channels: Vec<Vec<Channel>>,
     channels: Vec<Vec<Channel>>,
     changes: Vec<Vec<(u32, i64)>>,
@@ -638,12 +694,27 @@ impl OpSplit {
                 })
                 .map(|i| i as u32)
                 .collect();
+            let layout = Rec::new(s);
+            let len = hi - lo;
+            let mut rec_buf = vec![0u32; len * layout.st + 8];
+            let off = (32 - rec_buf.as_ptr() as usize % 32) % 32 / 4;
+            {
+                let cells = &mut rec_buf[off..];
+                for loc in 0..len {
+                    let i = lo + loc;
+                    layout
+                        .row_mut(cells, loc)
+                        .copy_from_slice(&problem.initial_counts[i * s..(i + 1) * s]);
+                    cells[loc * layout.st + s] = rate_class[i];
+                    layout.set_time(cells, loc, f64::NAN);
+                }
+            }
             blocks.push(Block {
                 lo,
                 hi,
                 occupied,
-                next_time: vec![f64::NAN; hi - lo],
-                mark: vec![false; hi - lo],
+                rec: rec_buf,
+                off,
                 sources,
                 rescan: true,
                 hops: vec![0; s],
@@ -658,8 +729,7 @@ impl OpSplit {
         let mut solver = OpSplit {
             n,
             s,
-            counts: problem.initial_counts.clone(),
-            rate_class,
+            rec: Rec::new(s),
             channels: base_channels.clone(),
             base_channels,
             changes,
@@ -725,8 +795,7 @@ impl OpSplit {
             Some(t) => t,
             None => {
                 let s = self.s;
-                let counts = &self.counts;
-                let rate_class = &self.rate_class;
+                let layout = self.rec;
                 let channels = &self.channels;
                 let kmax = self.pool.install(|| {
                     self.blocks
@@ -734,12 +803,13 @@ impl OpSplit {
                         .map(|b| {
                             let mut per = vec![0.0f64; s];
                             let mut kmax = 0.0f64;
-                            for i in b.lo..b.hi {
-                                let chans = &channels[rate_class[i] as usize];
+                            let cells = b.cells();
+                            for loc in 0..b.hi - b.lo {
+                                let chans = &channels[layout.class(cells, loc)];
                                 if chans.is_empty() {
                                     continue;
                                 }
-                                let row = &counts[i * s..(i + 1) * s];
+                                let row = layout.row(cells, loc);
                                 per.fill(0.0);
                                 for ch in chans {
                                     let (a, bb) = (ch.a as usize, ch.b as usize);
@@ -880,18 +950,30 @@ impl OpSplit {
 
     /// Counts as an (N, S) row-major array.
     pub fn counts(&self) -> Vec<u32> {
-        self.counts.clone()
+        let mut out = vec![0; self.n * self.s];
+        self.counts_into(&mut out);
+        out
     }
 
     pub fn counts_into(&self, out: &mut [u32]) {
-        out.copy_from_slice(&self.counts);
+        let s = self.s;
+        for b in &self.blocks {
+            let cells = b.cells();
+            for loc in 0..b.hi - b.lo {
+                let i = b.lo + loc;
+                out[i * s..(i + 1) * s].copy_from_slice(self.rec.row(cells, loc));
+            }
+        }
     }
 
     pub fn totals(&self) -> Vec<u64> {
         let mut t = vec![0u64; self.s];
-        for row in self.counts.chunks_exact(self.s) {
-            for (acc, &c) in t.iter_mut().zip(row) {
-                *acc += c as u64;
+        for b in &self.blocks {
+            let cells = b.cells();
+            for loc in 0..b.hi - b.lo {
+                for (acc, &c) in t.iter_mut().zip(self.rec.row(cells, loc)) {
+                    *acc += c as u64;
+                }
             }
         }
         t
@@ -900,15 +982,14 @@ impl OpSplit {
     /// Memory held by the solver state, in bytes per subvolume.
     pub fn bytes_per_subvolume(&self) -> f64 {
         use std::mem::size_of;
-        let mut bytes = self.counts.capacity() * 4 + self.rate_class.capacity() * 4;
+        let mut bytes = 0;
         bytes += self.hops.offsets.capacity() * size_of::<usize>()
             + self.hops.targets.capacity() * 4
             + (self.hops.rates.capacity() + self.hops.total.capacity()) * 8;
         for b in &self.blocks {
             bytes += (b.occupied.capacity() + b.departed.capacity()) * 4
                 + b.sleepers.capacity() * size_of::<Sleeper>()
-                + b.next_time.capacity() * 8
-                + b.mark.capacity()
+                + b.rec.capacity() * 4
                 + b.cand.capacity() * 4
                 + b.births.capacity() * size_of::<Birth>();
             for t in &b.sources {
@@ -1011,6 +1092,7 @@ impl OpSplit {
         let pool = Arc::clone(&self.pool);
         let shared = Shared {
             s: self.s,
+            rec: self.rec,
             seed: self.seed,
             replicate: self.replicate,
             step,
@@ -1019,14 +1101,11 @@ impl OpSplit {
             grid: self.grid,
             tables: &self.tables,
             hops: &self.hops,
-            rate_class: &self.rate_class,
             channels: &self.channels,
             changes: &self.changes,
             factors: &self.factors,
         };
-        let s = self.s;
         let blocks = &mut self.blocks;
-        let counts = &mut self.counts;
         let moves = &mut self.moves;
         let groups = &mut self.groups;
         let incoming = &mut self.incoming;
@@ -1036,10 +1115,9 @@ impl OpSplit {
                 // Scatter: every block moves its molecules into its own buffer.
                 let steps: Vec<Result<Vec<u64>, CoreError>> = blocks
                     .par_iter_mut()
-                    .zip(counts.par_chunks_mut(BLOCK * s))
                     .zip(moves.par_iter_mut().zip(groups.par_iter_mut()))
                     .enumerate()
-                    .map(|(b, ((blk, cnt), (mv, gr)))| scatter(&shared, b, blk, cnt, mv, gr, tau))
+                    .map(|(b, (blk, (mv, gr)))| scatter(&shared, b, blk, mv, gr, tau))
                     .collect();
                 let steps = steps.into_iter().collect::<Result<Vec<_>, CoreError>>()?;
                 for (sp, w) in shared.walk.iter().enumerate() {
@@ -1061,17 +1139,15 @@ impl OpSplit {
                 let moves = &*moves;
                 let errs: Vec<Result<(), CoreError>> = blocks
                     .par_iter_mut()
-                    .zip(counts.par_chunks_mut(BLOCK * s))
                     .zip(incoming.par_iter())
-                    .map(|((blk, cnt), inc)| gather(&shared, blk, cnt, inc, moves))
+                    .map(|(blk, inc)| gather(&shared, blk, inc, moves))
                     .collect();
                 errs.into_iter().collect::<Result<(), CoreError>>()?;
             }
             let errs: Vec<Result<(), CoreError>> = blocks
                 .par_iter_mut()
-                .zip(counts.par_chunks_mut(BLOCK * s))
                 .enumerate()
-                .map(|(b, (blk, cnt))| react(&shared, b, blk, cnt, t0, t1))
+                .map(|(b, blk)| react(&shared, b, blk, t0, t1))
                 .collect();
             errs.into_iter().collect::<Result<(), CoreError>>()
         })
@@ -1084,18 +1160,20 @@ fn scatter(
     sh: &Shared,
     b: usize,
     blk: &mut Block,
-    cnt: &mut [u32],
     mv: &mut Vec<Move>,
     gr: &mut Vec<(u32, u32, u32)>,
     tau: f64,
 ) -> Result<Vec<u64>, CoreError> {
     let s = sh.s;
+    let st = sh.rec.st;
     let mut molecules = vec![0u64; s];
     mv.clear();
     gr.clear();
     if blk.occupied.is_empty() {
         return Ok(molecules);
     }
+    let off = blk.off;
+    let cnt = &mut blk.rec[off..];
     let in_block: u64 = blk
         .occupied
         .iter()
@@ -1103,7 +1181,7 @@ fn scatter(
             let loc = i as usize - blk.lo;
             sh.mobile
                 .iter()
-                .map(|&sp| u64::from(cnt[loc * s + sp as usize]))
+                .map(|&sp| u64::from(cnt[loc * st + sp as usize]))
                 .sum::<u64>()
         })
         .sum();
@@ -1120,7 +1198,7 @@ fn scatter(
         let loc = i - blk.lo;
         for &sp in sh.mobile {
             let sp = sp as usize;
-            let n = std::mem::take(&mut cnt[loc * s + sp]);
+            let n = std::mem::take(&mut cnt[loc * st + sp]);
             if n == 0 {
                 continue;
             }
@@ -1211,15 +1289,15 @@ fn scatter(
 fn gather(
     sh: &Shared,
     blk: &mut Block,
-    cnt: &mut [u32],
     inc: &[(u32, u32, u32)],
     moves: &[Vec<Move>],
 ) -> Result<(), CoreError> {
-    let s = sh.s;
+    let off = blk.off;
+    let cnt = &mut blk.rec[off..];
     for &(src, a, z) in inc {
         for m in &moves[src as usize][a as usize..z as usize] {
             let loc = m.dst as usize - blk.lo;
-            let row = &mut cnt[loc * s..(loc + 1) * s];
+            let row = sh.rec.row_mut(cnt, loc);
             let was_empty = sh.mobile.iter().all(|&sp| row[sp as usize] == 0);
             let cell = &mut row[m.species as usize];
             *cell = cell.checked_add(1).ok_or(CoreError::CountOverflow {
@@ -1255,25 +1333,19 @@ fn apply(row: &mut [u32], change: &[(u32, i64)], sub: usize) -> Result<(), CoreE
 /// The reaction phase of one block over [t0, t1): births from the sources,
 /// then an exact SSA in every subvolume that diffusion or a birth touched,
 /// that a rescan asks for, or whose sleeping reaction time falls in the step.
-fn react(
-    sh: &Shared,
-    b: usize,
-    blk: &mut Block,
-    cnt: &mut [u32],
-    t0: f64,
-    t1: f64,
-) -> Result<(), CoreError> {
-    let s = sh.s;
+fn react(sh: &Shared, b: usize, blk: &mut Block, t0: f64, t1: f64) -> Result<(), CoreError> {
     let tau = t1 - t0;
     let lo = blk.lo;
+    let len = blk.hi - blk.lo;
     let blk_lo_hi = (blk.lo, blk.hi);
+    let rc = sh.rec;
     let mut rng = Stream::for_block(sh.seed, sh.replicate, PHASE_REACTION, sh.step, b as u64);
     let Block {
         occupied,
         departed,
         sleepers,
-        next_time,
-        mark,
+        rec,
+        off,
         sources,
         rescan,
         cand,
@@ -1282,30 +1354,31 @@ fn react(
         ssa_runs,
         ..
     } = blk;
+    let cells = &mut rec[*off..];
     cand.clear();
+    // Touched by diffusion: counts changed, so their sleeping times are void.
     for &i in occupied.iter().chain(departed.iter()) {
         let loc = i as usize - lo;
-        if !mark[loc] {
-            mark[loc] = true;
+        if !rc.marked(cells, loc) {
+            rc.set_mark(cells, loc, true);
             cand.push(i);
         }
-        next_time[loc] = f64::NAN;
+        rc.set_time(cells, loc, f64::NAN);
     }
     occupied.clear();
     departed.clear();
     if std::mem::take(rescan) {
         sleepers.clear();
-        for (loc, m) in mark.iter_mut().enumerate() {
-            let i = lo + loc;
-            if *m {
+        for loc in 0..len {
+            if rc.marked(cells, loc) {
                 continue;
             }
-            let row = &cnt[loc * s..(loc + 1) * s];
-            let chans = &sh.channels[sh.rate_class[i] as usize];
+            let chans = &sh.channels[rc.class(cells, loc)];
+            let row = rc.row(cells, loc);
             if chans.iter().any(|ch| ch.propensity(row) > 0.0) {
-                *m = true;
-                cand.push(i as u32);
-                next_time[loc] = f64::NAN;
+                rc.set_mark(cells, loc, true);
+                cand.push((lo + loc) as u32);
+                rc.set_time(cells, loc, f64::NAN);
             }
         }
     }
@@ -1342,11 +1415,11 @@ fn react(
     births.sort_by(|x, y| x.sub.cmp(&y.sub).then(x.time.total_cmp(&y.time)));
     for bi in births.iter() {
         let loc = bi.sub as usize - lo;
-        if !mark[loc] {
-            mark[loc] = true;
+        if !rc.marked(cells, loc) {
+            rc.set_mark(cells, loc, true);
             cand.push(bi.sub);
         }
-        next_time[loc] = f64::NAN;
+        rc.set_time(cells, loc, f64::NAN);
     }
     while let Some(top) = sleepers.peek().copied() {
         if top.time >= t1 {
@@ -1354,10 +1427,10 @@ fn react(
         }
         sleepers.pop();
         let loc = top.sub as usize - lo;
-        if next_time[loc].to_bits() != top.time.to_bits() || mark[loc] {
+        if rc.time(cells, loc).to_bits() != top.time.to_bits() || rc.marked(cells, loc) {
             continue; // stale: redrawn since
         }
-        mark[loc] = true;
+        rc.set_mark(cells, loc, true);
         cand.push(top.sub);
     }
 
@@ -1365,13 +1438,13 @@ fn react(
     for &i in cand.iter() {
         let i = i as usize;
         let loc = i - lo;
-        mark[loc] = false;
-        let row = &mut cnt[loc * s..(loc + 1) * s];
-        let chans = &sh.channels[sh.rate_class[i] as usize];
+        rc.set_mark(cells, loc, false);
+        let mut clock = rc.time(cells, loc);
+        let chans = &sh.channels[rc.class(cells, loc)];
+        let row = rc.row_mut(cells, loc);
         let first_birth = births.partition_point(|x| (x.sub as usize) < i);
         let mut bk = first_birth;
         let mut t = t0;
-        let mut clock = next_time[loc];
         let mut a0;
         let present: u64 = row.iter().map(|&c| u64::from(c)).sum();
         let budget = MAX_SSA_EVENTS + 100 * present;
@@ -1442,21 +1515,21 @@ fn react(
         let has_mobile = sh.mobile.iter().any(|&sp| row[sp as usize] > 0);
         if has_mobile {
             occupied.push(i as u32);
-            next_time[loc] = f64::NAN;
+            rc.set_time(cells, loc, f64::NAN);
         } else if a0 > 0.0 && clock.is_finite() {
-            next_time[loc] = clock;
+            rc.set_time(cells, loc, clock);
             sleepers.push(Sleeper {
                 time: clock,
                 sub: i as u32,
             });
         } else {
-            next_time[loc] = f64::NAN;
+            rc.set_time(cells, loc, f64::NAN);
         }
     }
     // Drop stale heap entries once they outnumber the subvolumes.
-    if sleepers.len() > 2 * (blk.hi - lo) + 64 {
-        let nt = &*next_time;
-        sleepers.retain(|x| nt[x.sub as usize - lo].to_bits() == x.time.to_bits());
+    if sleepers.len() > 2 * len + 64 {
+        let cells = &*cells;
+        sleepers.retain(|x| rc.time(cells, x.sub as usize - lo).to_bits() == x.time.to_bits());
     }
     Ok(())
 }
