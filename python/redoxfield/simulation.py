@@ -722,6 +722,11 @@ def resume(
             raise SimulationError(f"cannot resume {str(p)!r}: not a redoxfield result file")
         if bool(f.attrs.get("complete", False)):
             raise SimulationError(f"{str(p)!r} is complete: there is nothing to resume")
+        if str(f.attrs.get("solver", "nsm")) != "nsm":
+            raise SimulationError(
+                f"cannot resume {str(p)!r}: it was run with solver "
+                f"{str(f.attrs.get('solver'))!r}, which has no checkpoints (only the NSM does)"
+            )
         latest = read_latest(f)
         if latest is None:
             raise SimulationError(
