@@ -1135,19 +1135,22 @@ impl OpSplit {
                         incoming[dst as usize].push((src as u32, a, z));
                     }
                 }
-                // Gather: every block adds the arrivals addressed to it.
-                let moves = &*moves;
-                let errs: Vec<Result<(), CoreError>> = blocks
-                    .par_iter_mut()
-                    .zip(incoming.par_iter())
-                    .map(|(blk, inc)| gather(&shared, blk, inc, moves))
-                    .collect();
-                errs.into_iter().collect::<Result<(), CoreError>>()?;
             }
+            // Gather (every block adds the arrivals addressed to it), then the
+            // reaction phase of the same block: it needs nothing from other
+            // blocks, so both run in one parallel pass (one barrier less).
+            let moves = &*moves;
+            let diffuse = !shared.mobile.is_empty();
             let errs: Vec<Result<(), CoreError>> = blocks
                 .par_iter_mut()
+                .zip(incoming.par_iter())
                 .enumerate()
-                .map(|(b, blk)| react(&shared, b, blk, t0, t1))
+                .map(|(b, (blk, inc))| {
+                    if diffuse {
+                        gather(&shared, blk, inc, moves)?;
+                    }
+                    react(&shared, b, blk, t0, t1)
+                })
                 .collect();
             errs.into_iter().collect::<Result<(), CoreError>>()
         })
