@@ -288,16 +288,27 @@ fn fold(y: i64, n: i64) -> i64 {
     }
 }
 
+/// One edge of a hop list: its target and the running sum of the rates of
+/// the subvolume's edges up to and including it.
+#[derive(Clone, Copy, Debug, Default)]
+struct HopEdge {
+    cum: f64,
+    target: u32,
+}
+
+/// The edges with a positive rate for one hop-walking species, in CSR form,
+/// contiguous per subvolume: one hop reads one offset pair and one short run
+/// of edges (the total rate is the last running sum).
+#[derive(Clone, Debug, Default)]
+struct HopList {
+    offsets: Vec<usize>,
+    edges: Vec<HopEdge>,
+}
+
 /// Hop tables of the species that walk hop by hop.
 #[derive(Clone, Debug, Default)]
 struct Hops {
-    h: usize,
-    offsets: Vec<usize>,
-    targets: Vec<u32>,
-    /// (n_edges, h) rates per molecule.
-    rates: Vec<f64>,
-    /// (n_subvolumes, h) total out-rate per molecule.
-    total: Vec<f64>,
+    lists: Vec<HopList>,
     /// Per hop species, the largest total out-rate.
     max_total: Vec<f64>,
 }
@@ -606,36 +617,41 @@ impl OpSplit {
         }
         let mut hops = Hops::default();
         if !hop_species.is_empty() {
-            let h = hop_species.len();
-            hops.h = h;
-            hops.offsets = g.edge_offsets.clone();
-            hops.targets = g.edge_targets.clone();
-            hops.rates = vec![0.0; g.n_edges() * h];
-            hops.total = vec![0.0; n * h];
-            for i in 0..n {
-                let inv_v = 1.0 / g.volumes[i];
-                for e in g.edge_offsets[i]..g.edge_offsets[i + 1] {
-                    for (k, &sp) in hop_species.iter().enumerate() {
+            for &sp in &hop_species {
+                let mut list = HopList {
+                    offsets: Vec::with_capacity(n + 1),
+                    edges: Vec::new(),
+                };
+                let mut max_total = 0.0f64;
+                list.offsets.push(0);
+                for i in 0..n {
+                    let inv_v = 1.0 / g.volumes[i];
+                    let mut cum = 0.0;
+                    for e in g.edge_offsets[i]..g.edge_offsets[i + 1] {
                         let rate = problem.transport_coefficients
                             [g.edge_class[e] as usize * s + sp]
                             * g.edge_coupling[e]
                             * inv_v;
-                        hops.rates[e * h + k] = rate;
-                        hops.total[i * h + k] += rate;
+                        if rate > 0.0 {
+                            cum += rate;
+                            list.edges.push(HopEdge {
+                                cum,
+                                target: g.edge_targets[e],
+                            });
+                        }
                     }
-                }
-                hops.max_total.resize(h, 0.0);
-                for (k, &sp) in hop_species.iter().enumerate() {
-                    hops.max_total[k] = hops.max_total[k].max(hops.total[i * h + k]);
-                    if !hops.total[i * h + k].is_finite() {
+                    if !cum.is_finite() {
                         return invalid(format!(
                             "transport rate of species {sp} out of subvolume {i} is not finite"
                         ));
                     }
+                    max_total = max_total.max(cum);
+                    list.offsets.push(list.edges.len());
                 }
+                hops.lists.push(list);
+                hops.max_total.push(max_total);
             }
         }
-
         let mobile_total: u64 = problem
             .initial_counts
             .chunks_exact(s)
@@ -983,9 +999,10 @@ impl OpSplit {
     pub fn bytes_per_subvolume(&self) -> f64 {
         use std::mem::size_of;
         let mut bytes = 0;
-        bytes += self.hops.offsets.capacity() * size_of::<usize>()
-            + self.hops.targets.capacity() * 4
-            + (self.hops.rates.capacity() + self.hops.total.capacity()) * 8;
+        for list in &self.hops.lists {
+            bytes += list.offsets.capacity() * size_of::<usize>()
+                + list.edges.capacity() * size_of::<HopEdge>();
+        }
         for b in &self.blocks {
             bytes += (b.occupied.capacity() + b.departed.capacity()) * 4
                 + b.sleepers.capacity() * size_of::<Sleeper>()
@@ -1229,34 +1246,22 @@ fn scatter(
                     }
                 }
                 Walk::Hops(k) => {
-                    let hp = sh.hops;
-                    let h = hp.h;
+                    let list = &sh.hops.lists[k];
                     for _ in 0..n {
                         let mut at = i;
                         let mut t = 0.0;
                         loop {
-                            let a = hp.total[at * h + k];
-                            if a <= 0.0 {
+                            let edges = &list.edges[list.offsets[at]..list.offsets[at + 1]];
+                            let Some(last) = edges.last() else {
                                 break;
-                            }
+                            };
+                            let a = last.cum;
                             t += rng.exp1() / a;
                             if t >= tau {
                                 break;
                             }
                             let x = rng.uniform() * a;
-                            let mut acc = 0.0;
-                            let mut next = at;
-                            for e in hp.offsets[at]..hp.offsets[at + 1] {
-                                let w = hp.rates[e * h + k];
-                                if w > 0.0 {
-                                    acc += w;
-                                    next = hp.targets[e] as usize;
-                                    if x < acc {
-                                        break;
-                                    }
-                                }
-                            }
-                            at = next;
+                            at = edges.iter().find(|e| x < e.cum).unwrap_or(last).target as usize;
                             blk.hops[sp] += 1;
                         }
                         mv.push(Move {
