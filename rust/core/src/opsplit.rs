@@ -1860,6 +1860,31 @@ mod tests {
         assert_eq!(one, run(3));
     }
 
+    /// The same on a graph that is not a lattice (hop-by-hop walk), with a
+    /// rate switch in the middle.
+    #[test]
+    fn hop_walk_results_do_not_depend_on_thread_count() {
+        let mut p = b1_like([24, 20, 20]);
+        p.graph.edge_coupling[0] *= 1.5;
+        p.schedule = RateSchedule {
+            times: vec![0.004],
+            factors: vec![1.0, 1.0, 3.0],
+        };
+        let run = |threads| {
+            let opts = OpSplitOptions {
+                threads,
+                ..OpSplitOptions::default()
+            };
+            let mut s = OpSplit::new(&p, 8, 0, opts).unwrap();
+            assert!(!s.lattice_walk(0));
+            s.advance(0.008, u64::MAX).unwrap();
+            (s.counts(), s.reaction_events(), s.diffusion_events())
+        };
+        let one = run(1);
+        assert!(one.2[0] > 10_000, "{:?}", one.2);
+        assert_eq!(one, run(2));
+    }
+
     #[test]
     fn pausing_does_not_change_the_trajectory() {
         let p = b1_like([12, 10, 10]);
