@@ -19,6 +19,7 @@ from .errors import (
     ScenarioError,
     SimulationError,
 )
+from .fast_ensemble import EnsembleTotals, ensemble_totals
 from .geometry import Box, Lattice, SubvolumeGraph, TetMesh, Where
 from .model import Model
 from .result import Result
@@ -30,6 +31,7 @@ __all__ = [
     "Ensemble",
     "EnsembleError",
     "EnsembleResult",
+    "EnsembleTotals",
     "GeometryError",
     "Lattice",
     "Model",
@@ -45,5 +47,6 @@ __all__ = [
     "__version__",
     "fiber",
     "builtin_scenarios",
+    "ensemble_totals",
     "load_scenario",
 ]

@@ -139,3 +139,127 @@ class NsmEngine:
 
     def reaction_events(self) -> NDArray[np.uint64]:
         """(R,) firings per reaction."""
+
+class OpSplitEngine:
+    """Approximate operator-splitting solver on one trajectory, multithreaded
+    (docs/performance.md): per step of length tau, an exact walk of every mobile
+    molecule for tau (per-axis Skellam draws folded at the walls on a Cartesian
+    lattice, hop by hop elsewhere), then an exact SSA inside every subvolume that
+    was touched or whose next reaction falls in the step. The trajectory for a
+    (seed, replicate) is bitwise the same on any number of threads. No
+    checkpoints."""
+
+    def __init__(
+        self,
+        *,
+        volumes: NDArray[np.float64],
+        edge_offsets: NDArray[np.int64],
+        edge_targets: NDArray[np.int64],
+        edge_coupling: NDArray[np.float64],
+        edge_class: NDArray[np.int64],
+        transport_coefficients: NDArray[np.float64],
+        reactants: NDArray[np.int64],
+        product_offsets: NDArray[np.int64],
+        product_species: NDArray[np.int64],
+        rate_class: NDArray[np.int64],
+        rate_constants: NDArray[np.float64],
+        counts: NDArray[np.int64],
+        seed: int,
+        replicate: int = 0,
+        species_names: Sequence[str] | None = None,
+        schedule_times: NDArray[np.float64] | None = None,
+        schedule_factors: NDArray[np.float64] | None = None,
+        tolerance: float | None = None,
+        tau: float | None = None,
+        threads: int = 0,
+    ) -> None:
+        """As NsmEngine, plus: ``schedule_times`` (T,) and ``schedule_factors``
+        (T, R), piecewise-constant rate multipliers (steps end exactly on switch
+        times); ``tolerance`` (default 0.01): the largest per-molecule reaction
+        probability per step, tau = -ln(1 - tolerance) / k_max; ``tau``: a fixed
+        largest step (s) instead; ``threads``: worker threads, 0 for one per
+        core. ValueError naming the bad argument on bad input."""
+
+    @property
+    def time(self) -> float: ...
+    @property
+    def n_subvolumes(self) -> int: ...
+    @property
+    def n_species(self) -> int: ...
+    @property
+    def n_reactions(self) -> int: ...
+    @property
+    def total_events(self) -> int:
+        """Reaction events plus transport events (for lattice walks, whose hops are
+        not drawn, their expected number)."""
+    @property
+    def bytes_per_subvolume(self) -> float: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def steps(self) -> int:
+        """Steps taken so far."""
+    @property
+    def tolerance(self) -> float: ...
+    @property
+    def tau_option(self) -> float | None:
+        """The fixed step given by the user, if any."""
+    @property
+    def tau_bound(self) -> float:
+        """The step bound computed at the start of the last advance (s; inf if
+        nothing bounds it)."""
+    @property
+    def tau_used(self) -> tuple[float, float]:
+        """(shortest, longest) step actually taken (s)."""
+    @property
+    def ssa_runs(self) -> int:
+        """Subvolume SSA runs so far (the reaction phase's work)."""
+    def lattice_walk(self, species: int) -> bool:
+        """True if ``species`` walks by exact per-axis draws on a detected lattice."""
+
+    def advance(
+        self,
+        t_stop: float,
+        progress: Callable[[float, int], None] | None = None,
+        max_seconds: float | None = None,
+    ) -> bool:
+        """Run steps up to t_stop (time is then exactly t_stop); returns True. With
+        ``max_seconds``, returns False at a step boundary when that much wall time
+        has passed; calling again continues the same step plan. GIL released;
+        Ctrl-C raises KeyboardInterrupt at a step boundary (every 8 steps).
+        CoreError on count overflow (the engine is then unusable)."""
+
+    def counts(self) -> NDArray[np.uint32]: ...
+    def counts_into(self, out: NDArray[np.uint32]) -> None: ...
+    def totals(self) -> NDArray[np.int64]: ...
+    def diffusion_events(self) -> NDArray[np.uint64]: ...
+    def reaction_events(self) -> NDArray[np.uint64]: ...
+
+def run_ensemble_totals(
+    *,
+    volumes: NDArray[np.float64],
+    edge_offsets: NDArray[np.int64],
+    edge_targets: NDArray[np.int64],
+    edge_coupling: NDArray[np.float64],
+    edge_class: NDArray[np.int64],
+    transport_coefficients: NDArray[np.float64],
+    reactants: NDArray[np.int64],
+    product_offsets: NDArray[np.int64],
+    product_species: NDArray[np.int64],
+    rate_class: NDArray[np.int64],
+    rate_constants: NDArray[np.float64],
+    counts: NDArray[np.int64],
+    seed: int,
+    replicates: Sequence[int],
+    times: NDArray[np.float64],
+    regions: Sequence[NDArray[np.int64]] | None = None,
+    threads: int = 0,
+    species_names: Sequence[str] | None = None,
+    schedule_times: NDArray[np.float64] | None = None,
+    schedule_factors: NDArray[np.float64] | None = None,
+) -> tuple[NDArray[np.int64], NDArray[np.int64] | None, NDArray[np.uint64]]:
+    """Exact NSM replicates (streams (seed, r) for r in ``replicates``) in parallel
+    threads, GIL released: (totals (R, T, S), region totals (R, T, G, S) or None,
+    events (R,)) at ``times``; ``regions`` lists the subvolume indices of each
+    region. Bitwise the same as running the replicates one by one. Ctrl-C raises
+    KeyboardInterrupt."""

@@ -12,7 +12,8 @@ Each table maps onto one call::
     [[species]]           -> m.species(name, D=...)
     [[reactions]]         -> m.reaction(equation, k=... | flux=..., region=, compartment=, name=)
     [[initial]]           -> sim.set_concentration(...) | sim.set_count(...)
-    [run]                 -> rf.Simulation(m, space, seed=, solver=, replicate=)
+    [run]                 -> rf.Simulation(m, space, seed=, solver=, replicate=,
+                                           solver_options=)
                              sim.run(t_end=..., dt_sample=...)
     [output]              -> picture species for the CLI's PNG
 
@@ -40,7 +41,7 @@ from .errors import RedoxfieldError, ScenarioError
 from .geometry import Box, Lattice, Where
 from .model import Model
 from .result import Result
-from .simulation import SOLVERS, Simulation
+from .simulation import SOLVERS, Simulation, check_solver_options
 
 __all__ = ["RunSettings", "Scenario", "builtin_scenarios", "load_scenario", "parse_scenario"]
 
@@ -73,6 +74,7 @@ class RunSettings:
     seed: int = 1
     solver: str = "nsm"
     replicate: int = 0
+    solver_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,6 +105,7 @@ class Scenario:
             seed=rs.seed if seed is None else seed,
             solver=rs.solver,
             replicate=rs.replicate,
+            solver_options=rs.solver_options,
         )
         for k, ic in enumerate(self.initial):
             try:
@@ -390,7 +393,7 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
 
     # run settings
     run = _get(doc, "run", "the top level", (dict,))
-    _no_extra(run, {"t_end", "dt_sample", "seed", "solver", "replicate"}, "[run]")
+    _no_extra(run, {"t_end", "dt_sample", "seed", "solver", "replicate", "solver_options"}, "[run]")
     t_end = _number(run, "t_end", "[run]")
     dt = _number(run, "dt_sample", "[run]")
     for key, v in (("t_end", t_end), ("dt_sample", dt)):
@@ -404,7 +407,12 @@ def _build(doc: dict, text: str, origin: str) -> Scenario:
     for key, v in (("seed", seed), ("replicate", replicate)):
         if v < 0:
             raise ScenarioError(f"[run].{key} = {v} must not be negative")
-    settings = RunSettings(t_end, dt, seed, solver, replicate)
+    solver_options = _get(run, "solver_options", "[run]", (dict,), {})
+    try:
+        solver_options = check_solver_options(solver, solver_options)
+    except RedoxfieldError as exc:
+        raise ScenarioError(f"[run].solver_options: {exc}") from None
+    settings = RunSettings(t_end, dt, seed, solver, replicate, solver_options)
 
     out = _get(doc, "output", "the top level", (dict,), {})
     _no_extra(out, {"picture"}, "[output]")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import math
 import os
 import time as _time
@@ -43,10 +44,16 @@ from .io.hdf5 import FORMAT_NAME, ResultWriter
 from .model import Model
 from .result import Result
 
-__all__ = ["SOLVERS", "Simulation", "sample_times"]
+__all__ = ["SOLVERS", "SOLVER_OPTIONS", "Simulation", "sample_times"]
 
-#: Solvers that exist, by name.
-SOLVERS = ("nsm",)
+#: Solvers that exist, by name: "nsm" the exact next-subvolume method, "opsplit"
+#: the approximate multithreaded operator-splitting solver (docs/performance.md).
+SOLVERS = ("nsm", "opsplit")
+#: Options each solver accepts in ``solver_options``.
+SOLVER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "nsm": (),
+    "opsplit": ("tolerance", "tau", "threads"),
+}
 #: In-memory results larger than this many bytes of raw counts are refused.
 MAX_IN_MEMORY_BYTES = 8 * 2**30
 #: Default wall time between two checkpoints of a run into its file, seconds.
@@ -123,6 +130,41 @@ def _nonnegative_number(value: object, what: str, unit: str) -> float:
     return x
 
 
+def check_solver_options(solver: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``options`` for ``solver`` as a plain dict, or a SimulationError naming the bad
+    option: ``tolerance`` in (0, 1), ``tau`` a positive number of seconds or None,
+    ``threads`` an integer >= 0 (0: one per core)."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise SimulationError(f"solver_options must be a mapping, got {type(options).__name__}")
+    allowed = SOLVER_OPTIONS[solver]
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise SimulationError(
+                f"unknown option {key!r} for solver {solver!r} (it accepts: {known})"
+            )
+        if key == "tolerance":
+            x = _nonnegative_number(value, "solver option 'tolerance'", "")
+            if not 0 < x < 1:
+                raise SimulationError(
+                    f"solver option 'tolerance' = {x!r} must lie strictly between 0 and 1"
+                )
+            out[key] = x
+        elif key == "tau":
+            if value is None:
+                continue
+            x = _nonnegative_number(value, "solver option 'tau'", "s")
+            if x <= 0:
+                raise SimulationError("solver option 'tau' must be positive (s)")
+            out[key] = x
+        elif key == "threads":
+            out[key] = _check_int(value, "solver option 'threads'", 0, 1024)
+    return out
+
+
 def _check_int(value: object, what: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise SimulationError(f"{what} must be an integer, got {value!r}")
@@ -140,6 +182,11 @@ class Simulation:
     The model and geometry are compiled here (errors such as an unknown region in
     a reaction surface now); later changes to them do not affect this Simulation.
     ``seed`` and ``replicate`` (integers in 0..2**64-1) select the random stream.
+    ``solver``: ``"nsm"`` (exact, default) or ``"opsplit"`` (approximate,
+    multithreaded); ``solver_options`` for ``"opsplit"``: ``tolerance`` (largest
+    per-molecule reaction probability per step, default 0.01), ``tau`` (a fixed
+    largest step, s) and ``threads`` (0: one per core). The opsplit trajectory for
+    a seed is the same on any number of threads.
     """
 
     def __init__(
@@ -149,6 +196,7 @@ class Simulation:
         seed: int = 1,
         solver: str = "nsm",
         replicate: int = 0,
+        solver_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(model, Model):
             raise SimulationError(f"model must be a redoxfield.Model, got {type(model).__name__}")
@@ -157,6 +205,7 @@ class Simulation:
         self.seed = _check_int(seed, "seed", 0, 2**64 - 1)
         self.replicate = _check_int(replicate, "replicate", 0, 2**64 - 1)
         self.solver = solver
+        self.solver_options: dict[str, Any] = check_solver_options(solver, solver_options)
         self.model = Model.from_dict(model.to_dict())  # a snapshot
         _guard_geometry(space, len(self.model._species))
         self.graph: SubvolumeGraph = as_graph(space)
@@ -428,15 +477,19 @@ class Simulation:
 
     # -- running ------------------------------------------------------------------------
     def make_engine(self) -> Any:
-        """A fresh ``_core.NsmEngine`` at t = 0 with the initial counts."""
+        """A fresh engine of the chosen solver (``_core.NsmEngine`` or
+        ``_core.OpSplitEngine``) at t = 0 with the initial counts."""
         core = _load_core()
-        return core.NsmEngine(
+        kwargs = dict(
             **self.problem.engine_kwargs(),
             **self._schedule_kwargs(),
             counts=np.ascontiguousarray(self._counts, dtype=np.int64),
             seed=self.seed,
             replicate=self.replicate,
         )
+        if self.solver == "opsplit":
+            return core.OpSplitEngine(**kwargs, **self.solver_options)
+        return core.NsmEngine(**kwargs)
 
     def run(
         self,
@@ -508,6 +561,7 @@ class Simulation:
                     "redoxfield_version": __version__,
                     "core_version": str(getattr(core, "__version__", "unknown")),
                     "solver": self.solver,
+                    "solver_options": json.dumps(self.solver_options, sort_keys=True),
                     "seed": np.uint64(self.seed),
                     "replicate": np.uint64(self.replicate),
                     "t_end": float(times[-1]),
@@ -556,9 +610,10 @@ class Simulation:
         return resume(path, progress, checkpoint_interval=checkpoint_interval)
 
     def __repr__(self) -> str:
+        opts = f", solver_options={self.solver_options!r}" if self.solver_options else ""
         return (
             f"Simulation(species={list(self.species)}, subvolumes={self.graph.n_subvolumes}, "
-            f"solver={self.solver!r}, seed={self.seed}, replicate={self.replicate})"
+            f"solver={self.solver!r}{opts}, seed={self.seed}, replicate={self.replicate})"
         )
 
 
@@ -708,6 +763,22 @@ def _drive(
     return Result(done, None)
 
 
+def solver_attrs(engine: Any) -> dict[str, Any]:
+    """What an approximate engine actually did, for the output file's root
+    attributes: threads, steps, the step lengths taken and the last step bound."""
+    if not hasattr(engine, "tau_used"):
+        return {}
+    tau_min, tau_max = engine.tau_used
+    return {
+        "solver_threads": int(engine.threads),
+        "solver_steps": int(engine.steps),
+        "solver_tolerance": float(engine.tolerance),
+        "solver_tau_min": float(tau_min) if engine.steps else float("nan"),
+        "solver_tau_max": float(tau_max) if engine.steps else float("nan"),
+        "solver_tau_bound": float(engine.tau_bound),
+    }
+
+
 def _finish(writer, engine, complete, reason, wall0, cpu0, before_complete=None):
     try:
         return writer.finish(
@@ -719,6 +790,7 @@ def _finish(writer, engine, complete, reason, wall0, cpu0, before_complete=None)
             attrs={
                 "wall_seconds": _time.perf_counter() - wall0,
                 "cpu_seconds": _time.process_time() - cpu0,
+                **solver_attrs(engine),
             },
             before_complete=before_complete,
         )
@@ -752,6 +824,11 @@ def resume(
             raise SimulationError(f"cannot resume {str(p)!r}: not a redoxfield result file")
         if bool(f.attrs.get("complete", False)):
             raise SimulationError(f"{str(p)!r} is complete: there is nothing to resume")
+        if str(f.attrs.get("solver", "nsm")) != "nsm":
+            raise SimulationError(
+                f"cannot resume {str(p)!r}: it was run with solver "
+                f"{str(f.attrs.get('solver'))!r}, which has no checkpoints (only the NSM does)"
+            )
         latest = read_latest(f)
         if latest is None:
             raise SimulationError(

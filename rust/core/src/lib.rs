@@ -7,15 +7,19 @@
 //! subvolume class, integer counts and a seed (see `Problem`).
 
 pub mod calendar;
+pub mod ensemble;
 pub mod error;
 pub mod lattice;
 pub mod memory;
 pub mod nsm;
+pub mod opsplit;
 pub mod problem;
 pub mod queue;
 pub mod rng;
 
+pub use ensemble::{ensemble_totals, EnsembleOutput};
 pub use error::CoreError;
 pub use nsm::{Advance, Nsm};
+pub use opsplit::{OpSplit, OpSplitOptions};
 pub use problem::{Problem, RateSchedule, Reaction, SubvolumeGraph};
 pub use rng::Stream;

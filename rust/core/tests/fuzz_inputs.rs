@@ -7,12 +7,17 @@
 //! Iterations: `REDOXFIELD_FUZZ_ITERS` (default 3000 per target) and a wall-time
 //! bound `REDOXFIELD_FUZZ_SECONDS` (default 20 s per target); the CI job runs
 //! `REDOXFIELD_FUZZ_ITERS=100000000 REDOXFIELD_FUZZ_SECONDS=60` (bounded by time).
+//! `FUZZ_TRACE=1` prints every opsplit input before it runs (to find a hang).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use redoxfield_core::lattice::cubic_lattice;
-use redoxfield_core::{Nsm, Problem, RateSchedule, Reaction, Stream, SubvolumeGraph};
+use redoxfield_core::{
+    ensemble_totals, Nsm, OpSplit, OpSplitOptions, Problem, RateSchedule, Reaction, Stream,
+    SubvolumeGraph,
+};
+use std::sync::atomic::AtomicBool;
 
 fn budget() -> (u64, Duration) {
     let iters = std::env::var("REDOXFIELD_FUZZ_ITERS")
@@ -186,6 +191,109 @@ fn fuzz_problem_validation_and_construction() {
         }
     }
     println!("fuzz_problem: {execs} executions, {built} built ({ran} run), {refused} refused");
+    assert!(built > 0 && refused > 0);
+}
+
+/// The approximate solver and the ensemble runner on the same random
+/// problems, with random schedules, options and stop times: never a panic.
+#[test]
+fn fuzz_opsplit_and_ensemble() {
+    let (iters, limit) = budget();
+    let start = Instant::now();
+    let mut g = Gen(Stream::new(0x0B5B, 3));
+    let (mut built, mut refused, mut execs) = (0u64, 0u64, 0u64);
+    while execs < iters && start.elapsed() < limit {
+        execs += 1;
+        let mut p = random_problem(&mut g);
+        if g.chance(0.3) {
+            let r = p.reactions.len();
+            let k = g.below(3) as usize;
+            let mut t = 0.0;
+            let times: Vec<f64> = (0..k)
+                .map(|_| {
+                    t += if g.chance(0.1) {
+                        g.float()
+                    } else {
+                        1e-4 * g.0.exp1()
+                    };
+                    t
+                })
+                .collect();
+            let factors = (0..k * r + usize::from(g.chance(0.05)))
+                .map(|_| {
+                    if g.chance(0.9) {
+                        2.0 * g.0.uniform()
+                    } else {
+                        g.float()
+                    }
+                })
+                .collect();
+            p.schedule = RateSchedule { times, factors };
+        }
+        let options = OpSplitOptions {
+            tolerance: if g.chance(0.9) {
+                0.5 * g.0.uniform() + 1e-3
+            } else {
+                g.float()
+            },
+            tau: match g.below(10) {
+                0 => Some(g.float()),
+                1..=3 => Some(1e-3 * g.0.uniform()),
+                _ => None,
+            },
+            threads: g.below(3) as usize,
+        };
+        let seed = g.below(1 << 20);
+        // With billions of molecules even a microsecond is a billion events of
+        // legitimate work: such problems run for a picosecond (their overflow and
+        // limit paths are what is fuzzed); others up to 2 ms or a hostile time.
+        let huge = p.initial_counts.iter().any(|&c| c >= 1000);
+        let stops: Vec<f64> = (0..3)
+            .map(|_| match (huge, g.chance(0.9)) {
+                (true, _) => 1e-12 * g.0.uniform(),
+                (false, true) => 2e-3 * g.0.uniform(),
+                (false, false) => g.float(),
+            })
+            .collect();
+        if std::env::var("FUZZ_TRACE").is_ok() {
+            eprintln!("{execs}: {p:?} {options:?} {stops:?}");
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let built = match OpSplit::new(&p, seed, 0, options.clone()) {
+                Err(_) => false,
+                Ok(mut s) => {
+                    for &t in &stops {
+                        let _ = s.advance(t, 200);
+                    }
+                    let _ = (
+                        s.totals(),
+                        s.counts(),
+                        s.diffusion_events(),
+                        s.total_events(),
+                    );
+                    true
+                }
+            };
+            let cancel = AtomicBool::new(false);
+            // Tiny stop times only: an exact run to 1e300 s (or of 1e10 molecules for
+            // 1 s) is legitimately endless.
+            let mut times: Vec<f64> = stops.iter().map(|t| t.abs().min(1e-6)).collect();
+            times.sort_by(f64::total_cmp);
+            if g.chance(0.1) {
+                times.reverse();
+            }
+            if !huge {
+                let _ = ensemble_totals(&p, seed, &[0, 1], &times, &[vec![0]], 1, &cancel);
+            }
+            built
+        }));
+        match outcome {
+            Ok(true) => built += 1,
+            Ok(false) => refused += 1,
+            Err(_) => panic!("panic on input {execs}: {p:?} {options:?} {stops:?}"),
+        }
+    }
+    println!("fuzz_opsplit: {execs} executions, {built} built, {refused} refused");
     assert!(built > 0 && refused > 0);
 }
 

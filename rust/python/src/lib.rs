@@ -2,14 +2,20 @@
 //! `Problem`, runs solvers with the GIL released, and maps core errors to
 //! Python exceptions. No simulation logic lives here.
 
-use numpy::ndarray::Array2;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use numpy::ndarray::{Array2, Array3, Array4};
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray2,
-    PyUntypedArrayMethods,
+    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArray4, PyReadonlyArray1, PyReadonlyArray2,
+    PyReadwriteArray2, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use redoxfield_core::{Advance, CoreError, Nsm, Problem, RateSchedule, Reaction, SubvolumeGraph};
+use redoxfield_core::{
+    ensemble_totals, Advance, CoreError, Nsm, OpSplit, OpSplitOptions, Problem, RateSchedule,
+    Reaction, SubvolumeGraph,
+};
 
 /// Python exceptions. In their own module so that the Python-visible name
 /// `CoreError` does not clash with the core's Rust error type.
@@ -74,35 +80,6 @@ impl Names {
                 ))
             }
         }
-    }
-}
-
-/// The rate schedule from `schedule_times` (T,) and `schedule_factors` (T, R):
-/// both or neither.
-fn schedule_from_arrays(
-    arrays: (Option<PyReadonlyArray1<f64>>, Option<PyReadonlyArray2<f64>>),
-    n_reactions: usize,
-) -> PyResult<RateSchedule> {
-    match arrays {
-        (None, None) => Ok(RateSchedule::default()),
-        (Some(times), Some(factors)) => {
-            let times = slice1("schedule_times", &times)?.to_vec();
-            let shape = factors.shape();
-            if shape[0] != times.len() || shape[1] != n_reactions {
-                return Err(PyValueError::new_err(format!(
-                    "schedule_factors has shape ({}, {}) but must be (len(schedule_times), \
-                     n_reactions) = ({}, {n_reactions})",
-                    shape[0],
-                    shape[1],
-                    times.len()
-                )));
-            }
-            let factors = factors.as_array().iter().copied().collect();
-            Ok(RateSchedule { times, factors })
-        }
-        _ => Err(PyValueError::new_err(
-            "give both schedule_times and schedule_factors, or neither",
-        )),
     }
 }
 
@@ -232,9 +209,356 @@ fn problem_from_arrays(
         rate_class: to_u32_class("rate_class", slice1("rate_class", &rate_class)?)?,
         rate_constants: rate_constants.as_array().iter().copied().collect(),
         initial_counts,
-        schedule: schedule_from_arrays(schedule, n_reactions)?,
+        schedule: schedule_from_arrays(schedule.0, schedule.1, n_reactions)?,
     };
     Ok((problem, Names(species_names.unwrap_or_default())))
+}
+
+/// The `RateSchedule` from the optional `schedule_times` (T,) and
+/// `schedule_factors` (T, R) arrays (both or neither); values are checked by
+/// `RateSchedule::validate`.
+fn schedule_from_arrays(
+    times: Option<PyReadonlyArray1<f64>>,
+    factors: Option<PyReadonlyArray2<f64>>,
+    n_reactions: usize,
+) -> PyResult<RateSchedule> {
+    match (times, factors) {
+        (None, None) => Ok(RateSchedule::default()),
+        (Some(t), Some(f)) => {
+            let times = slice1("schedule_times", &t)?.to_vec();
+            let shape = f.shape();
+            if shape[0] != times.len() || shape[1] != n_reactions {
+                return Err(PyValueError::new_err(format!(
+                    "schedule_factors has shape ({}, {}) but must be (len(schedule_times), \
+                     n_reactions) = ({}, {n_reactions})",
+                    shape[0],
+                    shape[1],
+                    times.len()
+                )));
+            }
+            Ok(RateSchedule {
+                times,
+                factors: f.as_array().iter().copied().collect(),
+            })
+        }
+        _ => Err(PyValueError::new_err(
+            "schedule_times and schedule_factors must be given together",
+        )),
+    }
+}
+
+/// Steps of the approximate solver between two checks for Ctrl-C.
+const STEPS_PER_SLICE: u64 = 8;
+
+/// Operator-splitting approximate solver on one trajectory, multithreaded.
+/// See _core.pyi for the contract.
+#[pyclass(module = "redoxfield._core")]
+struct OpSplitEngine {
+    solver: OpSplit,
+    names: Names,
+}
+
+#[pymethods]
+impl OpSplitEngine {
+    #[new]
+    #[pyo3(signature = (*, volumes, edge_offsets, edge_targets, edge_coupling, edge_class,
+        transport_coefficients, reactants, product_offsets, product_species, rate_class,
+        rate_constants, counts, seed, replicate = 0, species_names = None,
+        schedule_times = None, schedule_factors = None, tolerance = None, tau = None,
+        threads = 0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        volumes: PyReadonlyArray1<f64>,
+        edge_offsets: PyReadonlyArray1<i64>,
+        edge_targets: PyReadonlyArray1<i64>,
+        edge_coupling: PyReadonlyArray1<f64>,
+        edge_class: PyReadonlyArray1<i64>,
+        transport_coefficients: PyReadonlyArray2<f64>,
+        reactants: PyReadonlyArray2<i64>,
+        product_offsets: PyReadonlyArray1<i64>,
+        product_species: PyReadonlyArray1<i64>,
+        rate_class: PyReadonlyArray1<i64>,
+        rate_constants: PyReadonlyArray2<f64>,
+        counts: PyReadonlyArray2<i64>,
+        seed: u64,
+        replicate: u64,
+        species_names: Option<Vec<String>>,
+        schedule_times: Option<PyReadonlyArray1<f64>>,
+        schedule_factors: Option<PyReadonlyArray2<f64>>,
+        tolerance: Option<f64>,
+        tau: Option<f64>,
+        threads: usize,
+    ) -> PyResult<Self> {
+        let (problem, names) = problem_from_arrays(
+            volumes,
+            edge_offsets,
+            edge_targets,
+            edge_coupling,
+            edge_class,
+            transport_coefficients,
+            reactants,
+            product_offsets,
+            product_species,
+            rate_class,
+            rate_constants,
+            counts,
+            species_names,
+            (schedule_times, schedule_factors),
+        )?;
+        let options = OpSplitOptions {
+            tolerance: tolerance.unwrap_or(redoxfield_core::opsplit::DEFAULT_TOLERANCE),
+            tau,
+            threads,
+        };
+        let solver =
+            OpSplit::new(&problem, seed, replicate, options).map_err(|e| names.error(e))?;
+        Ok(OpSplitEngine { solver, names })
+    }
+
+    #[getter]
+    fn time(&self) -> f64 {
+        self.solver.time()
+    }
+    #[getter]
+    fn n_subvolumes(&self) -> usize {
+        self.solver.n_subvolumes()
+    }
+    #[getter]
+    fn n_species(&self) -> usize {
+        self.solver.n_species()
+    }
+    #[getter]
+    fn n_reactions(&self) -> usize {
+        self.solver.n_reactions()
+    }
+    #[getter]
+    fn total_events(&self) -> u64 {
+        self.solver.total_events()
+    }
+    #[getter]
+    fn bytes_per_subvolume(&self) -> f64 {
+        self.solver.bytes_per_subvolume()
+    }
+    #[getter]
+    fn threads(&self) -> usize {
+        self.solver.threads()
+    }
+    #[getter]
+    fn steps(&self) -> u64 {
+        self.solver.steps()
+    }
+    #[getter]
+    fn tolerance(&self) -> f64 {
+        self.solver.options().tolerance
+    }
+    #[getter]
+    fn tau_option(&self) -> Option<f64> {
+        self.solver.options().tau
+    }
+    #[getter]
+    fn tau_bound(&self) -> f64 {
+        self.solver.tau_bound()
+    }
+    /// (shortest, longest) step taken so far, s.
+    #[getter]
+    fn tau_used(&self) -> (f64, f64) {
+        self.solver.tau_range()
+    }
+    #[getter]
+    fn ssa_runs(&self) -> u64 {
+        self.solver.ssa_runs()
+    }
+    fn lattice_walk(&self, species: usize) -> bool {
+        self.solver.lattice_walk(species)
+    }
+
+    #[pyo3(signature = (t_stop, progress = None, max_seconds = None))]
+    fn advance(
+        &mut self,
+        py: Python<'_>,
+        t_stop: f64,
+        progress: Option<Bound<'_, PyAny>>,
+        max_seconds: Option<f64>,
+    ) -> PyResult<bool> {
+        if !t_stop.is_finite() {
+            return Err(PyValueError::new_err(format!(
+                "t_stop = {t_stop} must be finite"
+            )));
+        }
+        let start = Instant::now();
+        loop {
+            let solver = &mut self.solver;
+            let outcome = py.detach(|| solver.advance(t_stop, STEPS_PER_SLICE));
+            let outcome = outcome.map_err(|e| self.names.error(e))?;
+            if let Some(cb) = &progress {
+                cb.call1((self.solver.time(), self.solver.total_events()))?;
+            }
+            if outcome == Advance::Reached {
+                return Ok(true);
+            }
+            py.check_signals()?;
+            if max_seconds.is_some_and(|m| start.elapsed().as_secs_f64() >= m) {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<u32>>> {
+        let shape = (self.solver.n_subvolumes(), self.solver.n_species());
+        let arr = Array2::from_shape_vec(shape, self.solver.counts())
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        Ok(arr.into_pyarray(py))
+    }
+
+    fn counts_into(&self, mut out: PyReadwriteArray2<u32>) -> PyResult<()> {
+        let shape = [self.solver.n_subvolumes(), self.solver.n_species()];
+        if out.shape() != shape {
+            return Err(PyValueError::new_err(format!(
+                "out has shape {:?} but the counts have shape {:?}",
+                out.shape(),
+                shape
+            )));
+        }
+        let dst = out
+            .as_slice_mut()
+            .map_err(|_| PyValueError::new_err("out must be a C-contiguous uint32 array"))?;
+        self.solver.counts_into(dst);
+        Ok(())
+    }
+
+    fn totals<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        let t: Vec<i64> = self.solver.totals().into_iter().map(|v| v as i64).collect();
+        PyArray1::from_vec(py, t)
+    }
+
+    fn diffusion_events<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        PyArray1::from_vec(py, self.solver.diffusion_events())
+    }
+
+    fn reaction_events<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        PyArray1::from_vec(py, self.solver.reaction_events())
+    }
+}
+
+/// (totals (R, T, S), region totals (R, T, G, S) or None, events (R,)).
+type EnsembleArrays<'py> = (
+    Bound<'py, PyArray3<i64>>,
+    Option<Bound<'py, PyArray4<i64>>>,
+    Bound<'py, PyArray1<u64>>,
+);
+
+/// Many exact NSM replicates in parallel (core `ensemble_totals`), GIL
+/// released; Ctrl-C stops them. See _core.pyi.
+#[pyfunction]
+#[pyo3(signature = (*, volumes, edge_offsets, edge_targets, edge_coupling, edge_class,
+    transport_coefficients, reactants, product_offsets, product_species, rate_class,
+    rate_constants, counts, seed, replicates, times, regions = None, threads = 0,
+    species_names = None, schedule_times = None, schedule_factors = None))]
+#[allow(clippy::too_many_arguments)]
+fn run_ensemble_totals<'py>(
+    py: Python<'py>,
+    volumes: PyReadonlyArray1<f64>,
+    edge_offsets: PyReadonlyArray1<i64>,
+    edge_targets: PyReadonlyArray1<i64>,
+    edge_coupling: PyReadonlyArray1<f64>,
+    edge_class: PyReadonlyArray1<i64>,
+    transport_coefficients: PyReadonlyArray2<f64>,
+    reactants: PyReadonlyArray2<i64>,
+    product_offsets: PyReadonlyArray1<i64>,
+    product_species: PyReadonlyArray1<i64>,
+    rate_class: PyReadonlyArray1<i64>,
+    rate_constants: PyReadonlyArray2<f64>,
+    counts: PyReadonlyArray2<i64>,
+    seed: u64,
+    replicates: Vec<u64>,
+    times: PyReadonlyArray1<f64>,
+    regions: Option<Vec<PyReadonlyArray1<i64>>>,
+    threads: usize,
+    species_names: Option<Vec<String>>,
+    schedule_times: Option<PyReadonlyArray1<f64>>,
+    schedule_factors: Option<PyReadonlyArray2<f64>>,
+) -> PyResult<EnsembleArrays<'py>> {
+    let (problem, names) = problem_from_arrays(
+        volumes,
+        edge_offsets,
+        edge_targets,
+        edge_coupling,
+        edge_class,
+        transport_coefficients,
+        reactants,
+        product_offsets,
+        product_species,
+        rate_class,
+        rate_constants,
+        counts,
+        species_names,
+        (schedule_times, schedule_factors),
+    )?;
+    let times = slice1("times", &times)?.to_vec();
+    let n = problem.n_subvolumes();
+    let mut members = Vec::new();
+    for (g, r) in regions.iter().flatten().enumerate() {
+        members.push(to_index(
+            &format!("regions[{g}]"),
+            slice1("regions", r)?,
+            n,
+        )?);
+    }
+    let cancel = AtomicBool::new(false);
+    let out = std::thread::scope(|scope| -> PyResult<_> {
+        let job = scope.spawn(|| {
+            ensemble_totals(
+                &problem,
+                seed,
+                &replicates,
+                &times,
+                &members,
+                threads,
+                &cancel,
+            )
+        });
+        loop {
+            py.detach(|| {
+                let t0 = Instant::now();
+                while !job.is_finished() && t0.elapsed() < Duration::from_millis(100) {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            });
+            if job.is_finished() {
+                return job
+                    .join()
+                    .map_err(|_| PyRuntimeError::new_err("the ensemble worker panicked"));
+            }
+            if let Err(e) = py.check_signals() {
+                cancel.store(true, Ordering::Relaxed);
+                let _ = job.join();
+                return Err(e);
+            }
+        }
+    })?;
+    let out = out
+        .map_err(|e| names.error(e))?
+        .ok_or_else(|| PyRuntimeError::new_err("the ensemble was cancelled"))?;
+    let (r, t, s, g) = (
+        replicates.len(),
+        times.len(),
+        problem.n_species,
+        members.len(),
+    );
+    let to_i64 = |v: Vec<u64>| -> Vec<i64> { v.into_iter().map(|x| x as i64).collect() };
+    let totals = Array3::from_shape_vec((r, t, s), to_i64(out.totals))
+        .map_err(|e| PyRuntimeError::new_err(e.to_string()))?
+        .into_pyarray(py);
+    let by_region = if regions.is_some() {
+        Some(
+            Array4::from_shape_vec((r, t, g, s), to_i64(out.region_totals))
+                .map_err(|e| PyRuntimeError::new_err(e.to_string()))?
+                .into_pyarray(py),
+        )
+    } else {
+        None
+    };
+    Ok((totals, by_region, PyArray1::from_vec(py, out.events)))
 }
 
 /// Exact next-subvolume method on one trajectory. See _core.pyi for the contract.
@@ -442,5 +766,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("CoreError", m.py().get_type::<exceptions::CoreError>())?;
     m.add_class::<NsmEngine>()?;
+    m.add_class::<OpSplitEngine>()?;
+    m.add_function(wrap_pyfunction!(run_ensemble_totals, m)?)?;
     Ok(())
 }
