@@ -250,6 +250,123 @@ fn schedule_from_arrays(
 /// Steps of the approximate solver between two checks for Ctrl-C.
 const STEPS_PER_SLICE: u64 = 8;
 
+/// What the two engine classes share, so that their Python methods are
+/// written once (the free functions below).
+trait Engine: Send {
+    fn n_subvolumes(&self) -> usize;
+    fn n_species(&self) -> usize;
+    fn time(&self) -> f64;
+    fn total_events(&self) -> u64;
+    fn counts(&self) -> Vec<u32>;
+    fn counts_into(&self, out: &mut [u32]);
+    fn totals(&self) -> Vec<u64>;
+    fn diffusion_events(&self) -> Vec<u64>;
+    fn reaction_events(&self) -> Vec<u64>;
+    /// A bounded piece of work towards t_stop, between two Ctrl-C checks.
+    fn advance_slice(&mut self, t_stop: f64) -> Result<Advance, CoreError>;
+}
+
+/// The trait methods of `Engine` for a core solver type, forwarding to its
+/// inherent methods of the same names.
+macro_rules! engine_impl {
+    ($t:ty, $slice:expr) => {
+        impl Engine for $t {
+            fn n_subvolumes(&self) -> usize {
+                <$t>::n_subvolumes(self)
+            }
+            fn n_species(&self) -> usize {
+                <$t>::n_species(self)
+            }
+            fn time(&self) -> f64 {
+                <$t>::time(self)
+            }
+            fn total_events(&self) -> u64 {
+                <$t>::total_events(self)
+            }
+            fn counts(&self) -> Vec<u32> {
+                <$t>::counts(self)
+            }
+            fn counts_into(&self, out: &mut [u32]) {
+                <$t>::counts_into(self, out)
+            }
+            fn totals(&self) -> Vec<u64> {
+                <$t>::totals(self)
+            }
+            fn diffusion_events(&self) -> Vec<u64> {
+                <$t>::diffusion_events(self).to_vec()
+            }
+            fn reaction_events(&self) -> Vec<u64> {
+                <$t>::reaction_events(self).to_vec()
+            }
+            fn advance_slice(&mut self, t_stop: f64) -> Result<Advance, CoreError> {
+                <$t>::advance(self, t_stop, $slice)
+            }
+        }
+    };
+}
+engine_impl!(Nsm, EVENTS_PER_SLICE);
+engine_impl!(OpSplit, STEPS_PER_SLICE);
+
+/// `advance` of both engine classes: work in slices with the GIL released,
+/// report progress, honour Ctrl-C and the wall-time budget between slices.
+fn advance_engine<E: Engine>(
+    py: Python<'_>,
+    engine: &mut E,
+    names: &Names,
+    t_stop: f64,
+    progress: Option<Bound<'_, PyAny>>,
+    max_seconds: Option<f64>,
+) -> PyResult<bool> {
+    if !t_stop.is_finite() {
+        return Err(PyValueError::new_err(format!(
+            "t_stop = {t_stop} must be finite"
+        )));
+    }
+    let start = Instant::now();
+    loop {
+        let outcome = py.detach(|| engine.advance_slice(t_stop));
+        let outcome = outcome.map_err(|e| names.error(e))?;
+        if let Some(cb) = &progress {
+            cb.call1((engine.time(), engine.total_events()))?;
+        }
+        if outcome == Advance::Reached {
+            return Ok(true);
+        }
+        py.check_signals()?;
+        if max_seconds.is_some_and(|m| start.elapsed().as_secs_f64() >= m) {
+            return Ok(false);
+        }
+    }
+}
+
+fn counts_array<'py, E: Engine>(py: Python<'py>, e: &E) -> PyResult<Bound<'py, PyArray2<u32>>> {
+    let shape = (e.n_subvolumes(), e.n_species());
+    let arr = Array2::from_shape_vec(shape, e.counts())
+        .map_err(|err| PyRuntimeError::new_err(err.to_string()))?;
+    Ok(arr.into_pyarray(py))
+}
+
+fn fill_counts<E: Engine>(e: &E, mut out: PyReadwriteArray2<u32>) -> PyResult<()> {
+    let shape = [e.n_subvolumes(), e.n_species()];
+    if out.shape() != shape {
+        return Err(PyValueError::new_err(format!(
+            "out has shape {:?} but the counts have shape {:?}",
+            out.shape(),
+            shape
+        )));
+    }
+    let dst = out
+        .as_slice_mut()
+        .map_err(|_| PyValueError::new_err("out must be a C-contiguous uint32 array"))?;
+    e.counts_into(dst);
+    Ok(())
+}
+
+fn totals_array<'py, E: Engine>(py: Python<'py>, e: &E) -> Bound<'py, PyArray1<i64>> {
+    let t: Vec<i64> = e.totals().into_iter().map(|v| v as i64).collect();
+    PyArray1::from_vec(py, t)
+}
+
 /// Operator-splitting approximate solver on one trajectory, multithreaded.
 /// See _core.pyi for the contract.
 #[pyclass(module = "redoxfield._core")]
@@ -380,63 +497,34 @@ impl OpSplitEngine {
         progress: Option<Bound<'_, PyAny>>,
         max_seconds: Option<f64>,
     ) -> PyResult<bool> {
-        if !t_stop.is_finite() {
-            return Err(PyValueError::new_err(format!(
-                "t_stop = {t_stop} must be finite"
-            )));
-        }
-        let start = Instant::now();
-        loop {
-            let solver = &mut self.solver;
-            let outcome = py.detach(|| solver.advance(t_stop, STEPS_PER_SLICE));
-            let outcome = outcome.map_err(|e| self.names.error(e))?;
-            if let Some(cb) = &progress {
-                cb.call1((self.solver.time(), self.solver.total_events()))?;
-            }
-            if outcome == Advance::Reached {
-                return Ok(true);
-            }
-            py.check_signals()?;
-            if max_seconds.is_some_and(|m| start.elapsed().as_secs_f64() >= m) {
-                return Ok(false);
-            }
-        }
+        advance_engine(
+            py,
+            &mut self.solver,
+            &self.names,
+            t_stop,
+            progress,
+            max_seconds,
+        )
     }
 
     fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<u32>>> {
-        let shape = (self.solver.n_subvolumes(), self.solver.n_species());
-        let arr = Array2::from_shape_vec(shape, self.solver.counts())
-            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-        Ok(arr.into_pyarray(py))
+        counts_array(py, &self.solver)
     }
 
-    fn counts_into(&self, mut out: PyReadwriteArray2<u32>) -> PyResult<()> {
-        let shape = [self.solver.n_subvolumes(), self.solver.n_species()];
-        if out.shape() != shape {
-            return Err(PyValueError::new_err(format!(
-                "out has shape {:?} but the counts have shape {:?}",
-                out.shape(),
-                shape
-            )));
-        }
-        let dst = out
-            .as_slice_mut()
-            .map_err(|_| PyValueError::new_err("out must be a C-contiguous uint32 array"))?;
-        self.solver.counts_into(dst);
-        Ok(())
+    fn counts_into(&self, out: PyReadwriteArray2<u32>) -> PyResult<()> {
+        fill_counts(&self.solver, out)
     }
 
     fn totals<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
-        let t: Vec<i64> = self.solver.totals().into_iter().map(|v| v as i64).collect();
-        PyArray1::from_vec(py, t)
+        totals_array(py, &self.solver)
     }
 
     fn diffusion_events<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
-        PyArray1::from_vec(py, self.solver.diffusion_events())
+        PyArray1::from_vec(py, Engine::diffusion_events(&self.solver))
     }
 
     fn reaction_events<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
-        PyArray1::from_vec(py, self.solver.reaction_events())
+        PyArray1::from_vec(py, Engine::reaction_events(&self.solver))
     }
 }
 
@@ -701,63 +789,34 @@ impl NsmEngine {
         progress: Option<Bound<'_, PyAny>>,
         max_seconds: Option<f64>,
     ) -> PyResult<bool> {
-        if !t_stop.is_finite() {
-            return Err(PyValueError::new_err(format!(
-                "t_stop = {t_stop} must be finite"
-            )));
-        }
-        let start = std::time::Instant::now();
-        loop {
-            let nsm = &mut self.nsm;
-            let outcome = py.detach(|| nsm.advance(t_stop, EVENTS_PER_SLICE));
-            let outcome = outcome.map_err(|e| self.names.error(e))?;
-            if let Some(cb) = &progress {
-                cb.call1((self.nsm.time(), self.nsm.total_events()))?;
-            }
-            if outcome == Advance::Reached {
-                return Ok(true);
-            }
-            py.check_signals()?;
-            if max_seconds.is_some_and(|m| start.elapsed().as_secs_f64() >= m) {
-                return Ok(false);
-            }
-        }
+        advance_engine(
+            py,
+            &mut self.nsm,
+            &self.names,
+            t_stop,
+            progress,
+            max_seconds,
+        )
     }
 
     fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<u32>>> {
-        let shape = (self.nsm.n_subvolumes(), self.nsm.n_species());
-        let arr = Array2::from_shape_vec(shape, self.nsm.counts())
-            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-        Ok(arr.into_pyarray(py))
+        counts_array(py, &self.nsm)
     }
 
-    fn counts_into(&self, mut out: PyReadwriteArray2<u32>) -> PyResult<()> {
-        let shape = [self.nsm.n_subvolumes(), self.nsm.n_species()];
-        if out.shape() != shape {
-            return Err(PyValueError::new_err(format!(
-                "out has shape {:?} but the counts have shape {:?}",
-                out.shape(),
-                shape
-            )));
-        }
-        let dst = out
-            .as_slice_mut()
-            .map_err(|_| PyValueError::new_err("out must be a C-contiguous uint32 array"))?;
-        self.nsm.counts_into(dst);
-        Ok(())
+    fn counts_into(&self, out: PyReadwriteArray2<u32>) -> PyResult<()> {
+        fill_counts(&self.nsm, out)
     }
 
     fn totals<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
-        let t: Vec<i64> = self.nsm.totals().into_iter().map(|v| v as i64).collect();
-        PyArray1::from_vec(py, t)
+        totals_array(py, &self.nsm)
     }
 
     fn diffusion_events<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
-        PyArray1::from_slice(py, self.nsm.diffusion_events())
+        PyArray1::from_vec(py, Engine::diffusion_events(&self.nsm))
     }
 
     fn reaction_events<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
-        PyArray1::from_slice(py, self.nsm.reaction_events())
+        PyArray1::from_vec(py, Engine::reaction_events(&self.nsm))
     }
 }
 
