@@ -1,11 +1,10 @@
 //! B1 `h2o2-burst` (shared BENCHMARKS.md) straight on the core, for profiling
 //! without Python: `cargo run --release --example b1 -- [seed] [nx ny nz] [t_end]`.
 
-use redoxfield_core::lattice::cubic_lattice;
-use redoxfield_core::{Advance, Nsm, Problem, Reaction};
-use std::time::Instant;
+mod common;
 
-const AVOGADRO: f64 = 6.022_140_76e23;
+use redoxfield_core::{Advance, Nsm};
+use std::time::Instant;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -20,52 +19,8 @@ fn main() {
         [40, 40, 40]
     };
     let t_end: f64 = args.get(5).map_or(0.05, |a| a.parse().unwrap());
-    let h = 0.1; // µm
-    let graph = cubic_lattice(shape, h);
-    let n = graph.n_subvolumes();
-    let v_litre = h * h * h * 1e-15;
-    // Species 0 H2O2 (D 1000 µm²/s), 1 Prx, 2 PrxOx (immobile).
-    let k_ox = 1e7 / (AVOGADRO * v_litre); // 1/(M s) -> per pair per s
-    let k_red = 10.0;
-    let source = 41.5e-6 * AVOGADRO * v_litre; // µM/s -> molecules/s per voxel
-    let mut rate_class = vec![0u32; n];
-    for z in 0..shape[2] {
-        for y in 0..shape[1] {
-            for x in 0..shape[0] {
-                if (x as f64 + 0.5) * h < 0.5 {
-                    rate_class[x + shape[0] * (y + shape[1] * z)] = 1;
-                }
-            }
-        }
-    }
-    let prx = (20e-6 * AVOGADRO * v_litre).round() as u32;
-    let mut counts = vec![0u32; n * 3];
-    for i in 0..n {
-        counts[i * 3 + 1] = prx;
-    }
-    let problem = Problem {
-        n_species: 3,
-        graph,
-        transport_coefficients: vec![1000.0, 0.0, 0.0],
-        reactions: vec![
-            Reaction {
-                reactants: vec![0, 1],
-                products: vec![2],
-            },
-            Reaction {
-                reactants: vec![2],
-                products: vec![1],
-            },
-            Reaction {
-                reactants: vec![],
-                products: vec![0],
-            },
-        ],
-        rate_class,
-        rate_constants: vec![k_ox, k_red, 0.0, k_ox, k_red, source],
-        initial_counts: counts,
-        schedule: Default::default(),
-    };
+    let problem = common::b1_problem(shape);
+    let n = problem.n_subvolumes();
     let mut nsm = Nsm::new(&problem, seed, 0).expect("valid problem");
     let start = Instant::now();
     let cpu0 = cpu_seconds();

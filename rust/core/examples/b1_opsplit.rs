@@ -3,11 +3,10 @@
 //! [tolerance] [nx ny nz] [t_end]`. Prints totals and a coarse x-profile of
 //! H2O2 for comparison with the `b1` example (the exact NSM).
 
-use redoxfield_core::lattice::cubic_lattice;
-use redoxfield_core::{OpSplit, OpSplitOptions, Problem, Reaction};
-use std::time::Instant;
+mod common;
 
-const AVOGADRO: f64 = 6.022_140_76e23;
+use redoxfield_core::{OpSplit, OpSplitOptions};
+use std::time::Instant;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -24,50 +23,8 @@ fn main() {
         [40, 40, 40]
     };
     let t_end: f64 = args.get(7).map_or(0.05, |a| a.parse().unwrap());
-    let h = 0.1;
-    let graph = cubic_lattice(shape, h);
-    let n = graph.n_subvolumes();
-    let v_litre = h * h * h * 1e-15;
-    let k_ox = 1e7 / (AVOGADRO * v_litre);
-    let source = 41.5e-6 * AVOGADRO * v_litre;
-    let mut rate_class = vec![0u32; n];
-    for z in 0..shape[2] {
-        for y in 0..shape[1] {
-            for x in 0..shape[0] {
-                if (x as f64 + 0.5) * h < 0.5 {
-                    rate_class[x + shape[0] * (y + shape[1] * z)] = 1;
-                }
-            }
-        }
-    }
-    let prx = (20e-6 * AVOGADRO * v_litre).round() as u32;
-    let mut counts = vec![0u32; n * 3];
-    for i in 0..n {
-        counts[i * 3 + 1] = prx;
-    }
-    let problem = Problem {
-        n_species: 3,
-        graph,
-        transport_coefficients: vec![1000.0, 0.0, 0.0],
-        reactions: vec![
-            Reaction {
-                reactants: vec![0, 1],
-                products: vec![2],
-            },
-            Reaction {
-                reactants: vec![2],
-                products: vec![1],
-            },
-            Reaction {
-                reactants: vec![],
-                products: vec![0],
-            },
-        ],
-        rate_class,
-        rate_constants: vec![k_ox, 10.0, 0.0, k_ox, 10.0, source],
-        initial_counts: counts,
-        schedule: Default::default(),
-    };
+    let problem = common::b1_problem(shape);
+    let n = problem.n_subvolumes();
     let options = OpSplitOptions {
         tolerance,
         threads,
