@@ -743,14 +743,7 @@ impl Nsm {
             if a_new == a_old {
                 continue;
             }
-            let t = self.rec.time(i);
-            let next = if a_new <= 0.0 {
-                f64::INFINITY
-            } else if a_old > 0.0 && t.is_finite() {
-                ts + (t - ts) * (a_old / a_new)
-            } else {
-                ts + self.rng.exp1() / a_new
-            };
+            let next = self.rescaled_time(ts, self.rec.time(i), a_old, a_new);
             self.rec.set(i, next, IN_HEAP);
         }
         self.queue = CalendarQueue::build_with_rate(n, &mut self.rec, total_rate);
@@ -824,6 +817,21 @@ impl Nsm {
             self.fire_reaction::<K>(t, i, u.min(ar))
         } else {
             self.fire_diffusion::<K>(t, i, ad, ar, (u - ar).max(0.0))
+        }
+    }
+
+    /// Next time of a subvolume whose propensity changed from `a_old` to
+    /// `a_new` at time `now`, its pending time being `t_old`: the same random
+    /// number rescaled, `now + (t_old - now) a_old / a_new` (Gibson & Bruck
+    /// 2000, exact by memorylessness), or a fresh draw when it had none.
+    #[inline(always)]
+    fn rescaled_time(&mut self, now: f64, t_old: f64, a_old: f64, a_new: f64) -> f64 {
+        if a_new <= 0.0 {
+            f64::INFINITY
+        } else if a_old > 0.0 && t_old.is_finite() {
+            now + (t_old - now) * (a_old / a_new)
+        } else {
+            now + self.rng.exp1() / a_new
         }
     }
 
@@ -985,13 +993,7 @@ impl Nsm {
         };
         self.queue.update(&mut self.rec, i, next_i);
         let a_j_new = a_j_old + self.site_diff_rate[sj * s + species] + gain;
-        let next_j = if a_j_new <= 0.0 {
-            f64::INFINITY
-        } else if a_j_old > 0.0 && t_j.is_finite() {
-            t + (t_j - t) * (a_j_old / a_j_new)
-        } else {
-            t + self.rng.exp1() / a_j_new
-        };
+        let next_j = self.rescaled_time(t, t_j, a_j_old, a_j_new);
         self.queue.update(&mut self.rec, j, next_j);
         Ok(())
     }
