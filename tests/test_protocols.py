@@ -106,11 +106,9 @@ def test_resume_with_schedule_is_bitwise_identical(tmp_path) -> None:
     for cut in (0.01, 0.03, 0.05):
         e = sim.make_engine()
         e.advance(cut)
-        arrays = dict(sim.problem.engine_kwargs(), **sim._schedule_kwargs())
-        arrays["counts"] = sim.counts
         from redoxfield.simulation import _load_core
 
-        back = _load_core().NsmEngine.restore(**arrays, state=e.checkpoint())
+        back = _load_core().NsmEngine.restore(**sim.engine_arrays(), state=e.checkpoint())
         back.advance(0.2)
         np.testing.assert_array_equal(back.counts(), want)
 

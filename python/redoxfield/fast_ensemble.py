@@ -101,9 +101,7 @@ def ensemble_totals(
     core = _load_core()
     try:
         totals, by_region, events = core.run_ensemble_totals(
-            **sim.problem.engine_kwargs(),
-            **sim._schedule_kwargs(),
-            counts=np.ascontiguousarray(sim.counts, dtype=np.int64),
+            **sim.engine_arrays(),
             seed=sim.seed,
             replicates=reps,
             times=t,

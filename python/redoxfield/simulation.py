@@ -466,27 +466,24 @@ class Simulation:
         """The protocol set with ``set_protocol`` (None otherwise)."""
         return self._protocol
 
-    def _schedule_kwargs(self) -> dict[str, NDArray[np.float64]]:
-        if self._schedule is None:
-            return {}
-        t, table = self._schedule
-        return {
-            "schedule_times": np.ascontiguousarray(t),
-            "schedule_factors": np.ascontiguousarray(table),
-        }
+    def engine_arrays(self) -> dict[str, Any]:
+        """Every array an engine of this simulation is built from: the compiled
+        problem, the rate schedule (if any) and the initial counts (the keyword
+        arguments of ``_core.NsmEngine`` but the seed; also what checkpoints store)."""
+        arrays = dict(self.problem.engine_kwargs())
+        if self._schedule is not None:
+            t, table = self._schedule
+            arrays["schedule_times"] = np.ascontiguousarray(t)
+            arrays["schedule_factors"] = np.ascontiguousarray(table)
+        arrays["counts"] = np.ascontiguousarray(self._counts, dtype=np.int64)
+        return arrays
 
     # -- running ------------------------------------------------------------------------
     def make_engine(self) -> Any:
         """A fresh engine of the chosen solver (``_core.NsmEngine`` or
         ``_core.OpSplitEngine``) at t = 0 with the initial counts."""
         core = _load_core()
-        kwargs = dict(
-            **self.problem.engine_kwargs(),
-            **self._schedule_kwargs(),
-            counts=np.ascontiguousarray(self._counts, dtype=np.int64),
-            seed=self.seed,
-            replicate=self.replicate,
-        )
+        kwargs = dict(**self.engine_arrays(), seed=self.seed, replicate=self.replicate)
         if self.solver == "opsplit":
             return core.OpSplitEngine(**kwargs, **self.solver_options)
         return core.NsmEngine(**kwargs)
@@ -574,9 +571,9 @@ class Simulation:
                 protocol=None if self._protocol is None else self._protocol.to_dict(),
             )
             if output is not None and hasattr(engine, "checkpoint"):
-                arrays = dict(self.problem.engine_kwargs(), **self._schedule_kwargs())
-                arrays["counts"] = np.ascontiguousarray(self._counts, dtype=np.int64)
-                ckpt = Checkpointer(writer.file, engine, arrays, times, checkpoint_interval)
+                ckpt = Checkpointer(
+                    writer.file, engine, self.engine_arrays(), times, checkpoint_interval
+                )
                 writer.file.flush()
         except BaseException:
             writer.abort()
