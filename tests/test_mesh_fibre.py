@@ -58,7 +58,7 @@ def test_solids_match_the_lattice_builder(small_mesh):
 
 def test_one_placement_for_lattice_and_mesh():
     # No copy of the placement rules: the mesher's solids are the lattice's.
-    assert fibermesh.FibreSolids is fiber.FiberSolids
+    assert type(fibermesh.fibre_solids(**SMALL)) is fiber.FiberSolids
     for params in (SMALL, {}, dict(radius=1.7, sarcomeres=1, ss_mito_share=1.0)):
         assert fibermesh.fibre_solids(**params) == fiber.segment(**params).solids
 

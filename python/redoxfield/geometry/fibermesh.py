@@ -25,13 +25,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import GeometryError
-from ..fiber import FiberParameters, FiberSolids, _relative_errors, parameters, place_solids
+from ..fiber import FiberSolids, _relative_errors, parameters, place_solids
 from .tetmesh import TetMesh
 
 __all__ = [
     "FIBRE_INNER",
     "FiberMesh",
-    "FibreSolids",
     "fibre_solids",
     "load_fiber_segment",
     "plane_cut_areas",
@@ -48,17 +47,6 @@ FIBRE_INNER = {
     "nuclear_envelope": "nucleus",
     "nerve_membrane": "nerve_terminal",
 }
-
-
-#: The solids of one fibre segment: :class:`redoxfield.fiber.FiberSolids` (placed by
-#: :func:`redoxfield.fiber.place_solids`, the lattice builder's own placement).
-FibreSolids = FiberSolids
-
-
-def fiber_parameters(**params: Any) -> FiberParameters:
-    """Validated :class:`~redoxfield.fiber.FiberParameters`, as ``fiber.segment``
-    reads its keywords (:func:`redoxfield.fiber.parameters`)."""
-    return parameters(**params)
 
 
 def fibre_solids(**params: Any) -> FiberSolids:
@@ -121,12 +109,12 @@ class FiberMesh(TetMesh):
 
     Extra attributes as on :class:`~redoxfield.fiber.FiberSegment`: ``parameters``,
     ``analytic``, ``axis_center``, ``triad_planes``, ``effective_cleft_width``,
-    ``solids`` (:class:`FibreSolids`); ``mesh_volumes()``, ``mesh_areas()``,
+    ``solids`` (:class:`FiberSolids`); ``mesh_volumes()``, ``mesh_areas()``,
     ``relative_errors()``."""
 
     parameters: Any
     analytic: dict[str, dict[str, float]]
-    solids: FibreSolids
+    solids: FiberSolids
 
     def mesh_volumes(self) -> dict[str, float]:
         """Volume of each compartment on the mesh, µm³."""
@@ -230,7 +218,7 @@ def load_fiber_segment(path: str | Path, *, check_volumes: float = 0.1, **params
     return mesh
 
 
-def ttubule_areas(mesh: TetMesh, s: FibreSolids) -> NDArray[np.float64]:
+def ttubule_areas(mesh: TetMesh, s: FiberSolids) -> NDArray[np.float64]:
     """(N,) T-tubule area per tet: the density per µm² of T-plane times the area of
     each cytosol tet's cut by each T-plane (docs/meshes.md)."""
     p = s.p
@@ -242,7 +230,7 @@ def ttubule_areas(mesh: TetMesh, s: FibreSolids) -> NDArray[np.float64]:
     return area
 
 
-def add_fibre_regions(space: Any, s: FibreSolids) -> None:
+def add_fibre_regions(space: Any, s: FiberSolids) -> None:
     """The analysis regions of ``fiber.segment`` on a mesh, on tet barycentres (as
     the lattice tests voxel centres). ``cleft``: the mesh's cleft volume group if it
     has one (exact), else the barycentre test of the lattice."""
