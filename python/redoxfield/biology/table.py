@@ -43,6 +43,27 @@ def _kwargs(cls: Any, table: dict, where: str) -> dict[str, Any]:
     return out
 
 
+def _typed_entries(
+    table: dict, key: str, registry: dict[str, Any], what: str, make: Any
+) -> list[Any]:
+    """The ``[[biology.<key>]]`` entries, each ``make(registry[type], rest, where)``;
+    errors name the entry (``biology.sensors[1]``)."""
+    out = []
+    for i, t in enumerate(table.get(key, [])):
+        where = f"biology.{key}[{i}]"
+        if not isinstance(t, dict) or "type" not in t:
+            raise ScenarioError(f"{where} needs a 'type' ({', '.join(registry)})")
+        t = dict(t)
+        kind = t.pop("type")
+        if kind not in registry:
+            raise ScenarioError(f"{where}: unknown {what} {kind!r} ({', '.join(registry)})")
+        try:
+            out.append(make(registry[kind], t, where))
+        except (TypeError, ModelError) as exc:
+            raise ScenarioError(f"{where}: {exc}") from None
+    return out
+
+
 def recipe_from_table(table: dict) -> Recipe:
     """A :class:`Recipe` from a parsed ``[biology]`` table."""
     if not isinstance(table, dict):
@@ -74,34 +95,16 @@ def recipe_from_table(table: dict) -> Recipe:
     for n in MODULES:
         if n in table and n not in names:
             raise ScenarioError(f"[biology.{n}] sets parameters of a module not in modules")
-    sensors = []
-    for i, t in enumerate(table.get("sensors", [])):
-        where = f"biology.sensors[{i}]"
-        if not isinstance(t, dict) or "type" not in t:
-            raise ScenarioError(f"{where} needs a 'type' ({', '.join(SENSORS)})")
-        t = dict(t)
-        kind = t.pop("type")
-        if kind not in SENSORS:
-            raise ScenarioError(f"{where}: unknown sensor type {kind!r} ({', '.join(SENSORS)})")
-        try:
-            sensors.append(SENSORS[kind](**_kwargs(SENSORS[kind], t, where)))
-        except (TypeError, ModelError) as exc:
-            raise ScenarioError(f"{where}: {exc}") from None
-    interventions = []
-    for i, t in enumerate(table.get("interventions", [])):
-        where = f"biology.interventions[{i}]"
-        if not isinstance(t, dict) or "type" not in t:
-            raise ScenarioError(f"{where} needs a 'type' ({', '.join(INTERVENTIONS)})")
-        t = dict(t)
-        kind = t.pop("type")
-        if kind not in INTERVENTIONS:
-            raise ScenarioError(
-                f"{where}: unknown intervention {kind!r} ({', '.join(INTERVENTIONS)})"
-            )
-        try:
-            interventions.append(INTERVENTIONS[kind](**t))
-        except (TypeError, ModelError) as exc:
-            raise ScenarioError(f"{where}: {exc}") from None
+    sensors = _typed_entries(
+        table,
+        "sensors",
+        SENSORS,
+        "sensor type",
+        lambda cls, t, where: cls(**_kwargs(cls, t, where)),
+    )
+    interventions = _typed_entries(
+        table, "interventions", INTERVENTIONS, "intervention", lambda fn, t, where: fn(**t)
+    )
     activity = table.get("activity")
     try:
         return Recipe(modules, sensors, interventions, activity)
