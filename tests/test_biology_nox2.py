@@ -110,8 +110,11 @@ def test_contraction_raises_h2o2_near_membranes_and_it_falls_off(fibre, wild_typ
     )
     # rest: mitochondrial and NOX4 H2O2 only (sub-pM here); measured ~6000x
     assert near / rest > 100
-    # falls off with distance (each band mean has a relative error of a few %)
-    assert near > 1.3 * mid > 1.3 * 1.2 * deep
+    # falls off with distance. Seed-to-seed spread of the band means (seeds 1-4):
+    # near 3.32-3.54 nM, 0.5-1 um 1.98-2.18, 1-1.5 um 1.29-1.86 (the deepest band
+    # holds few molecules), so mid/deep lies in 1.14-1.57 and 1.05 is the bound.
+    assert near > 1.3 * mid
+    assert mid > 1.05 * deep
 
 
 @pytest.mark.parametrize("gene", ["Ncf1", "Rac1"])
@@ -128,12 +131,14 @@ def test_gp91ds_tat_attenuates_in_proportion(fibre, wild_type):
     space, g, m = fibre
     wt = _nM(wild_type[1], m["near"], g)
     ratios = {}
-    for f in (0.5, 0.8):
-        _, act = _run(space, [bio.inhibitor("gp91ds-tat", f)], seed=2)
-        ratios[f] = _nM(act, m["near"], g) / wt
+    # At f = 0.8 one run holds few molecules: its near-band mean scatters by ~9 %
+    # between seeds (0.80, 0.66, 0.74 nM for seeds 2-4), so three runs are pooled.
+    for f, seeds in ((0.5, (2,)), (0.8, (2, 3, 4))):
+        runs = [_run(space, [bio.inhibitor("gp91ds-tat", f)], seed=s)[1] for s in seeds]
+        ratios[f] = float(np.mean([_nM(act, m["near"], g) for act in runs])) / wt
     print("gp91ds-tat remaining signal:", ratios)
     # linear scavenging (Prx far from saturation) makes the remaining signal 1 - f;
-    # each ratio has a relative error of ~5 % (30 samples of ~10-30 molecules)
+    # each ratio has a relative error of ~5-6 % (the wild type's ~3 % included)
     for f, r in ratios.items():
         assert r == pytest.approx(1 - f, rel=0.2)
 

@@ -65,9 +65,18 @@ def _fit(times, theta):
     return best[1], best[2]
 
 
+#: Seeds pooled by the control run: a free (amplitude, tau) fit of roGFP2-Orp1's slow,
+#: small rise from one trajectory scatters by 25-40 % (seeds 5-7 gave amplitudes
+#: 0.049, 0.036 and 0.027 for 0.0355 predicted), so the curve is averaged over three.
+CONTROL_SEEDS = (5, 6, 7)
+
+
 @pytest.fixture(scope="module")
 def control():
-    return _run()
+    runs = [_run(seed=seed) for seed in CONTROL_SEEDS]
+    times = runs[0][0]
+    theta = {k: np.mean([r[1][k] for r in runs], axis=0) for k in runs[0][1]}
+    return times, theta, float(np.mean([r[2] for r in runs]))
 
 
 def test_hyper7_and_rogfp2_report_the_same_transient_as_predicted(control):
@@ -87,7 +96,8 @@ def test_hyper7_and_rogfp2_report_the_same_transient_as_predicted(control):
             f"{100 * early:.0f} % of it reached at 20 s (mean H2O2 {1e3 * c:.3g} nM)"
         )
         # HyPer7: ~600 molecules at theta ~ 0.4; roGFP2-Orp1: 6000 at ~0.035 (binomial
-        # noise ~ 4 % of the amplitude per sample)
+        # noise ~ 4 % of the amplitude per sample and run; the fitted amplitude of the
+        # three-run mean scatters by ~15 %)
         assert rms < 0.15
         assert fit_amp == pytest.approx(amp, rel=0.2)
     h, r = out["HyPer7"], out["roGFP2_Orp1"]

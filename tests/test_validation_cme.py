@@ -148,3 +148,38 @@ def test_homodimerisation(t):
     # clearly rejected by the same data, so this test can fail on that error.
     p_wrong = exact_distribution(up / 2, down, p0, t)
     assert chi_square_pvalue(samples, p_wrong)[1] < 1e-6
+
+
+@pytest.mark.parametrize("t", [0.3, 1.2])
+def test_binding_across_fast_and_static_groups_with_a_rate_switch(t):
+    """A + B <-> C as above, but A is mobile (D > 0; alone in the voxel it never
+    moves) and B, C are not: the NSM files ``A + B -> C`` in the subvolume's fast
+    group and ``C -> A + B`` (no mobile reactant) in its static group, each event of
+    one group rescaling the other's pending time. k_on triples at t = 0.15 s (an
+    exact rate switch of both queues). Exact: p(t) = p0 expm(Q1 0.15) expm(Q3 (t -
+    0.15)). A lost or unscaled update in either direction shifts the mean by many
+    standard errors."""
+    a0, b0 = 12, 8
+    k_on, k_off, t_switch = 3.0e4, 1.0, 0.15
+    m = rf.Model()
+    m.species("A", D=100.0)
+    m.species("B")
+    m.species("C")
+    m.reaction("A + B -> C", k=k_on, name="bind")
+    m.reaction("C -> A + B", k=k_off, name="unbind")
+    sim = rf.Simulation(m, rf.Lattice(shape=(1, 1, 1), spacing=H), seed=515)
+    sim.set_count("A", a0)
+    sim.set_count("B", b0)
+    sim.set_rate_schedule([t_switch], {"bind": [3.0]})
+
+    c = np.arange(b0 + 1)
+    up = k_on * (a0 - c) * (b0 - c) / OMEGA
+    down = k_off * c
+    p0 = np.zeros(b0 + 1)
+    p0[0] = 1
+    p_switch = exact_distribution(up, down, p0, t_switch)
+    p = exact_distribution(3 * up, down, p_switch, t - t_switch)
+    samples = sample_replicates(sim, "C", t)
+    check_against(samples, p, f"A+B<->C, mobile A, switch, t={t}")
+    # Without the switch the same data are clearly rejected.
+    assert chi_square_pvalue(samples, exact_distribution(up, down, p0, t))[1] < 1e-6

@@ -30,13 +30,14 @@ fn main() {
     let ev = nsm.total_events();
     let totals = nsm.totals();
     println!(
-        "n={n} events={ev} diffusion={} reactions={:?} wall={wall:.3}s cpu={:.3}s events/s={:.3e} events/cpu-s={:.3e} totals={totals:?} bytes/subvolume={:.1}",
+        "n={n} events={ev} diffusion={} reactions={:?} wall={wall:.3}s cpu={:.3}s events/s={:.3e} events/cpu-s={:.3e} totals={totals:?} bytes/subvolume={:.1} empty-buckets/event={:.2}",
         nsm.diffusion_events()[0],
         nsm.reaction_events(),
         cpu.unwrap_or(f64::NAN),
         ev as f64 / wall,
         ev as f64 / cpu.unwrap_or(f64::NAN),
-        nsm.bytes_per_subvolume()
+        nsm.bytes_per_subvolume(),
+        nsm.empty_buckets_walked() as f64 / ev as f64
     );
 }
 

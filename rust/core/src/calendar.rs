@@ -456,12 +456,22 @@ impl CalendarQueue {
     }
 
     /// The fine calendar is empty at and after cur: move on to the next
-    /// epoch holding coarse entries, or to the heap minimum.
+    /// epoch holding coarse entries, or to the heap minimum; or report
+    /// (inf, 0) when every entry lies after bucket `bound_k` (cur stays).
     #[cold]
     #[inline(never)]
-    fn advance_idle<S: Store>(&mut self, store: &mut S) -> Option<(f64, usize)> {
+    fn advance_idle<S: Store>(&mut self, store: &mut S, bound_k: f64) -> Option<(f64, usize)> {
         let (th, ih) = self.heap_peek(store);
         let kh = th * self.inv_width;
+        // Coarse entries lie at or after the fine range end.
+        let first = if self.coarse_len > 0 {
+            kh.min(self.limit_f)
+        } else {
+            kh
+        };
+        if bound_k < first {
+            return Some((f64::INFINITY, 0));
+        }
         if self.coarse_len > 0 {
             let next = ((self.cur >> self.epoch_shift) + 1) << self.epoch_shift;
             if kh >= next as f64 {
@@ -511,16 +521,19 @@ impl CalendarQueue {
     }
 
     /// Skip a run of empty buckets after cur, eight at a time, up to the end
-    /// of the epoch and not past the heap top's bucket.
+    /// of the epoch and not past the heap top's bucket nor bucket `bound_k`.
     #[cold]
     #[inline(never)]
-    fn skip_empty(&mut self) {
+    fn skip_empty(&mut self, bound_k: f64) {
         let end = ((self.cur >> self.epoch_shift) + 1) << self.epoch_shift;
-        let stop = if self.heap_k < end as f64 {
+        let mut stop = if self.heap_k < end as f64 {
             (self.heap_k as u64).max(self.cur)
         } else {
             end
         };
+        if bound_k < stop as f64 {
+            stop = (bound_k as u64).max(self.cur);
+        }
         let mut k = self.cur;
         while k < stop {
             let b = (k & self.mask) as usize;
@@ -543,13 +556,22 @@ impl CalendarQueue {
     /// The earliest (time, id); (inf, 0) when nothing is scheduled.
     #[inline(always)]
     pub fn peek<S: Store>(&mut self, store: &mut S) -> (f64, usize) {
+        self.peek_before(store, f64::INFINITY)
+    }
+
+    /// As `peek`, but when every entry is later than `bound` it may return
+    /// (inf, 0) instead, and it never moves the current bucket past the
+    /// bucket of `bound`: a caller that merges this queue with another one
+    /// whose minimum is `bound` can then file new times >= `bound` here.
+    #[inline(always)]
+    pub fn peek_before<S: Store>(&mut self, store: &mut S, bound: f64) -> (f64, usize) {
         let b = (self.cur & self.mask) as usize;
         // SAFETY: b <= mask < fill.len() == buckets.len().
         let f = unsafe { *self.fill.get_unchecked(b) } as usize;
         if f > 0 {
             self.bucket_min(store, b, f)
         } else {
-            self.peek_walk(store)
+            self.peek_walk(store, bound)
         }
     }
 
@@ -590,7 +612,8 @@ impl CalendarQueue {
     /// `peek` when bucket cur is empty: walk (and skip) to the next
     /// non-empty bucket, moving through epochs, or to the heap minimum.
     #[inline(never)]
-    fn peek_walk<S: Store>(&mut self, store: &mut S) -> (f64, usize) {
+    fn peek_walk<S: Store>(&mut self, store: &mut S, bound: f64) -> (f64, usize) {
+        let bound_k = bound * self.inv_width;
         let mut walked = 0u32;
         loop {
             let b = (self.cur & self.mask) as usize;
@@ -607,10 +630,14 @@ impl CalendarQueue {
                 }
             }
             if self.in_calendar == 0 {
-                if let Some(r) = self.advance_idle(store) {
+                if let Some(r) = self.advance_idle(store, bound_k) {
                     return r;
                 }
                 continue;
+            }
+            if next as f64 > bound_k {
+                // Every entry is later than `bound`: stay at or before it.
+                return (f64::INFINITY, 0);
             }
             self.empty_steps += 1;
             self.cur = next;
@@ -620,7 +647,7 @@ impl CalendarQueue {
                 walked += 1;
                 if walked >= WALK_BEFORE_SKIP {
                     walked = 0;
-                    self.skip_empty();
+                    self.skip_empty(bound_k);
                     if self.cur & (self.epoch_len() - 1) == 0 {
                         self.next_epoch(store);
                     }
@@ -839,6 +866,80 @@ impl Store for VecStore {
 mod tests {
     use super::*;
     use crate::rng::Stream;
+
+    /// Merge the calendar with a second queue (a plain list here), as the
+    /// NSM merges it with its static heap: `peek_before(bound)` with bound =
+    /// the other minimum must give the exact calendar minimum whenever that
+    /// is <= bound, and after an event of the other queue at time `now` the
+    /// calendar must accept new times anywhere from `now` on (it never
+    /// walked past the bound). Checked against brute force at every step.
+    #[test]
+    fn merged_with_another_queue_stays_exact() {
+        for n in [1usize, 40, 3000] {
+            let mut rng = Stream::new(5, n as u64);
+            let mut times: Vec<f64> = (0..n).map(|_| rng.exp1() * 1e-3).collect();
+            // Eight other entries firing at about a tenth of the calendar's rate.
+            let other_mean = |scale: f64| scale * 80.0 / n as f64;
+            let mut others: Vec<f64> = (0..8).map(|_| rng.exp1() * other_mean(1e-3)).collect();
+            let mut store = VecStore::new(&times);
+            let mut q = CalendarQueue::build(n, &mut store);
+            let mut other_first = 0;
+            for step in 0..40_000 {
+                let (bound, ob) = others
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &t)| (t, k))
+                    .fold((f64::INFINITY, 0), |a, b| if b.0 < a.0 { b } else { a });
+                let (t, id) = q.peek_before(&mut store, bound);
+                let best = times
+                    .iter()
+                    .enumerate()
+                    .min_by(|a, b| a.1.total_cmp(b.1).then(a.0.cmp(&b.0)))
+                    .unwrap();
+                if *best.1 <= bound {
+                    assert_eq!((t, id), (*best.1, best.0), "n {n} step {step}");
+                } else {
+                    assert!(t > bound, "n {n} step {step}: {t} <= bound {bound}");
+                }
+                let now = t.min(bound);
+                if !now.is_finite() {
+                    break;
+                }
+                let scale = if step < 20_000 { 1e-3 } else { 1e-6 };
+                if bound < t {
+                    // The other queue fires: it files calendar times from
+                    // `now` on, possibly before the calendar's minimum.
+                    other_first += 1;
+                    others[ob] = now + rng.exp1() * other_mean(scale);
+                    for _ in 0..3 {
+                        let k = (rng.uniform() * n as f64) as usize;
+                        let tk = if rng.uniform() < 0.1 {
+                            f64::INFINITY
+                        } else {
+                            now + scale * 0.01 * rng.exp1()
+                        };
+                        q.update(&mut store, k, tk);
+                        times[k] = tk;
+                    }
+                } else {
+                    q.note_event(&mut store, now);
+                    let tk = if rng.uniform() < 0.02 {
+                        f64::INFINITY
+                    } else if rng.uniform() < 0.05 {
+                        now + scale * 3e3 * rng.exp1()
+                    } else {
+                        now + scale * rng.exp1()
+                    };
+                    q.update(&mut store, id, tk);
+                    times[id] = tk;
+                }
+            }
+            assert!(
+                other_first > 100,
+                "n {n}: the other queue fired only {other_first} times"
+            );
+        }
+    }
 
     /// Drive the queue like the NSM does (pop the min, reschedule it and a
     /// random other id at times >= now) and check every peek against a

@@ -17,12 +17,12 @@
 //! which the caller passes again; a fingerprint of that compiled data is stored
 //! so that a checkpoint is never resumed on a different problem.
 //!
-//! # Format (version 1, little-endian)
+//! # Format (version 2, little-endian)
 //!
 //! ```text
 //! offset  size     field
 //! 0       8        magic b"RDXFCKPT"
-//! 8       4        format version (1)
+//! 8       4        format version (2)
 //! 12      4        flags (0)
 //! 16      8        n_subvolumes N
 //! 24      8        n_species S
@@ -34,15 +34,24 @@
 //! 96      8 S      diffusion events per species
 //!         8 R      reaction events per reaction
 //!         4 N S    counts, (N, S) row-major
-//!         8 N      next-event time per subvolume (f64 bits; +inf = none)
+//!         8 N      next-event time per subvolume, fast group (f64 bits; +inf = none)
+//!         8 N      next-event time per subvolume, static group (reactions
+//!                  with no mobile reactant; f64 bits; +inf = none)
 //!         8        checksum of every byte before it
+//! ```
+//!
+//! Version 1 (one time per subvolume, before the static group existed) is
+//! refused with a message: its times cannot be split between the groups
+//! without new random numbers.
+//!
+//! ```text
 //! ```
 //!
 //! Decoding never panics and never allocates more than the input's length
 //! implies: the length is checked against N, S, R (with overflow-checked
 //! arithmetic) before anything else is read; every value is then checked
 //! (checksum, dimensions, fingerprint, finite non-negative times not before
-//! the current time, a finite time only where the propensity is positive).
+//! the current time, a finite time exactly where the propensity is positive).
 //! The checksum detects corruption (truncation, bit flips); it is not a
 //! cryptographic signature.
 
@@ -50,6 +59,7 @@ use super::{Nsm, C0, SITE};
 use crate::calendar::{CalendarQueue, Store, IN_HEAP};
 use crate::error::{invalid, CoreError};
 use crate::problem::Problem;
+use crate::queue::EventQueue;
 use crate::rng::{splitmix64, Stream};
 
 const MAGIC: [u8; 8] = *b"RDXFCKPT";
@@ -113,14 +123,14 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Byte length of a version-1 checkpoint of these dimensions (None on overflow).
+/// Byte length of a version-2 checkpoint of these dimensions (None on overflow).
 pub fn checkpoint_len(n: u64, s: u64, r: u64) -> Option<usize> {
     let ns = n.checked_mul(s)?;
     let body = s
         .checked_mul(8)?
         .checked_add(r.checked_mul(8)?)?
         .checked_add(ns.checked_mul(4)?)?
-        .checked_add(n.checked_mul(8)?)?;
+        .checked_add(n.checked_mul(16)?)?;
     let total = body.checked_add(HEADER as u64 + 8)?;
     usize::try_from(total).ok()
 }
@@ -139,6 +149,7 @@ struct Decoded<'a> {
     reaction_events: Vec<u64>,
     counts: &'a [u8],
     times: &'a [u8],
+    static_times: &'a [u8],
 }
 
 fn decode(bytes: &[u8]) -> Result<Decoded<'_>, CoreError> {
@@ -190,6 +201,7 @@ fn decode(bytes: &[u8]) -> Result<Decoded<'_>, CoreError> {
     let reaction_events = (0..r).map(|_| rd.u64()).collect::<Result<Vec<_>, _>>()?;
     let counts = rd.take(n * s * 4)?;
     let times = rd.take(n * 8)?;
+    let static_times = rd.take(n * 8)?;
     Ok(Decoded {
         n,
         s,
@@ -202,6 +214,7 @@ fn decode(bytes: &[u8]) -> Result<Decoded<'_>, CoreError> {
         reaction_events,
         counts,
         times,
+        static_times,
     })
 }
 
@@ -219,7 +232,7 @@ fn le_f64(b: &[u8]) -> f64 {
 
 impl Nsm {
     /// Version of the checkpoint format written by `checkpoint`.
-    pub const CHECKPOINT_VERSION: u32 = 1;
+    pub const CHECKPOINT_VERSION: u32 = 2;
 
     /// A fingerprint of everything the dynamics depend on besides the state:
     /// dimensions, per-site transport rates and edges, reaction channels and
@@ -232,6 +245,7 @@ impl Nsm {
         for site in &self.sites {
             f.add(u64::from(site.edge_start) | u64::from(site.edge_end) << 32);
             f.add(u64::from(site.channel_start) | u64::from(site.channel_end) << 32);
+            f.add(u64::from(site.channel_mid));
         }
         for &x in self
             .site_diff_rate
@@ -298,6 +312,9 @@ impl Nsm {
         for i in 0..n {
             out.extend_from_slice(&self.rec.time(i).to_bits().to_le_bytes());
         }
+        for i in 0..n {
+            out.extend_from_slice(&self.static_queue.time_of(i).to_bits().to_le_bytes());
+        }
         let sum = checksum(&out);
         out.extend_from_slice(&sum.to_le_bytes());
         out
@@ -357,27 +374,38 @@ impl Nsm {
                 }
             }
         }
+        // A next time is +inf exactly when its group's propensity is 0 (the
+        // hot loop relies on it), else finite and not before the current time.
+        let reachable = |t: f64, a: f64| {
+            (t == f64::INFINITY && a == 0.0) || (t.is_finite() && t >= d.time && a > 0.0)
+        };
         let mut total_rate = 0.0;
-        for i in 0..n {
+        let mut static_times = vec![f64::INFINITY; n];
+        for (i, static_time) in static_times.iter_mut().enumerate() {
             let t = le_f64(&d.times[i * 8..i * 8 + 8]);
             let (ad, ar) = nsm.propensities::<0>(i * stride);
             let a = ad + ar;
-            if !a.is_finite() {
+            let ts = le_f64(&d.static_times[i * 8..i * 8 + 8]);
+            let a_static = nsm.static_propensity::<0>(i * stride);
+            if !(a + a_static).is_finite() {
                 return invalid(format!(
                     "checkpoint: the total propensity of subvolume {i} is not finite"
                 ));
             }
             total_rate += a;
-            let ok = t == f64::INFINITY || (t.is_finite() && t >= d.time && a > 0.0);
-            if !ok {
-                return invalid(format!(
-                    "checkpoint: next-event time {t} of subvolume {i} is not reachable \
-                     (time {}, propensity {a})",
-                    d.time
-                ));
+            for (what, t, a) in [("", t, a), ("static ", ts, a_static)] {
+                if !reachable(t, a) {
+                    return invalid(format!(
+                        "checkpoint: {what}next-event time {t} of subvolume {i} is not \
+                         reachable (time {}, propensity {a})",
+                        d.time
+                    ));
+                }
             }
             nsm.rec.set(i, t, IN_HEAP);
+            *static_time = ts;
         }
+        nsm.static_queue = EventQueue::build(&static_times);
         nsm.queue = CalendarQueue::build_with_rate(n, &mut nsm.rec, total_rate);
         nsm.rng = rng;
         nsm.time = d.time;

@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use crate::calendar::{CalendarQueue, Store, IN_HEAP};
 use crate::error::{invalid, CoreError};
 use crate::problem::{Problem, RateSchedule};
+use crate::queue::EventQueue;
 use crate::rng::Stream;
 
 /// A reaction as it applies at one rate class, in a branch-free form:
@@ -68,8 +69,16 @@ type SiteKey = (u32, Vec<(i64, u32, u64)>);
 struct Site {
     edge_start: u32,
     edge_end: u32,
+    /// Channels [channel_start, channel_mid) have a mobile reactant (the
+    /// *fast* group, in the subvolume's record time); [channel_mid,
+    /// channel_end) have only immobile reactants or none (the *static*
+    /// group, in the static queue), see `Nsm`.
     channel_start: u32,
+    channel_mid: u32,
     channel_end: u32,
+    /// Offsets of the first six neighbours (0 past the last), prefetched
+    /// when the site's subvolume is likely to fire next.
+    prefetch: [i64; 6],
     /// Rate class: the site's gain terms for species s are
     /// `gains[gain_offsets[class * S + s]..gain_offsets[class * S + s + 1]]`.
     class: u32,
@@ -245,6 +254,13 @@ pub struct Nsm {
     /// Species that appear as a reactant somewhere.
     reactive: Vec<bool>,
     queue: CalendarQueue,
+    /// Next times of the static group of every subvolume (reactions with
+    /// no mobile reactant), in their own indexed heap: a diffusion event
+    /// never changes them, so the hot loop only reads the heap's minimum, and
+    /// slow chemistry (decay of immobile species, sources) stays out of the
+    /// calendar. (The calendar needs every insertion at or after its current
+    /// bucket, which static times set during fast events do not respect.)
+    static_queue: EventQueue,
     rng: Stream,
     time: f64,
     total_events: u64,
@@ -285,9 +301,6 @@ impl Nsm {
                 [a, b] => (c0 + *a, c0 + *b, a == b),
                 _ => return invalid("reaction of order above 2"),
             };
-            for &sp in &rx.reactants {
-                reactive[sp as usize] = true;
-            }
             kinds.push((a, b, dimer));
             for (sp, d) in rx.net_change() {
                 change_species.push(sp);
@@ -295,20 +308,51 @@ impl Nsm {
             }
             change_offsets.push(change_species.len());
         }
+        // A species is mobile if some transport class moves it. A reaction
+        // whose reactants are all immobile (or that has none) is *static*:
+        // no diffusion event changes its propensity.
+        let mobile: Vec<bool> = (0..s)
+            .map(|sp| {
+                problem
+                    .transport_coefficients
+                    .iter()
+                    .skip(sp)
+                    .step_by(s.max(1))
+                    .any(|&d| d > 0.0)
+            })
+            .collect();
+        let is_static: Vec<bool> = problem
+            .reactions
+            .iter()
+            .map(|rx| rx.reactants.iter().all(|&sp| !mobile[sp as usize]))
+            .collect();
+        for (rx, &st) in problem.reactions.iter().zip(&is_static) {
+            if !st {
+                for &sp in &rx.reactants {
+                    reactive[sp as usize] = true;
+                }
+            }
+        }
         let n_rclasses = problem.rate_constants.len().checked_div(r).unwrap_or(1);
-        let mut class_channels: Vec<Vec<Channel>> = vec![Vec::new(); n_rclasses];
+        // Per rate class: its channels, fast ones first, and how many are fast.
+        let mut class_channels: Vec<(Vec<Channel>, usize)> = vec![(Vec::new(), 0); n_rclasses];
         if r > 0 {
-            for (c, chans) in class_channels.iter_mut().enumerate() {
-                for (ri, &(a, b, dimer)) in kinds.iter().enumerate() {
-                    let k = problem.rate_constants[c * r + ri];
-                    if k > 0.0 {
-                        chans.push(Channel {
-                            c: if dimer { 0.5 * k } else { k },
-                            dimer: if dimer { 1.0 } else { 0.0 },
-                            a,
-                            b,
-                            reaction: ri as u32,
-                        });
+            for (c, (chans, n_fast)) in class_channels.iter_mut().enumerate() {
+                for want_static in [false, true] {
+                    for (ri, &(a, b, dimer)) in kinds.iter().enumerate() {
+                        let k = problem.rate_constants[c * r + ri];
+                        if k > 0.0 && is_static[ri] == want_static {
+                            chans.push(Channel {
+                                c: if dimer { 0.5 * k } else { k },
+                                dimer: if dimer { 1.0 } else { 0.0 },
+                                a,
+                                b,
+                                reaction: ri as u32,
+                            });
+                        }
+                    }
+                    if !want_static {
+                        *n_fast = chans.len();
                     }
                 }
             }
@@ -325,7 +369,7 @@ impl Nsm {
         let stride = stride_for(s);
         let mut rec = Records::new(n, stride);
         let cells = rec.cells_mut();
-        let mut class_channel_range: Vec<Option<(u32, u32)>> = vec![None; n_rclasses];
+        let mut class_channel_range: Vec<Option<(u32, u32, u32)>> = vec![None; n_rclasses];
         for i in 0..n {
             let inv_v = 1.0 / g.volumes[i];
             let key_edges: Vec<(i64, u32, u64)> = (g.edge_offsets[i]..g.edge_offsets[i + 1])
@@ -371,15 +415,22 @@ impl Nsm {
                         let uniform = w0 > 0.0 && w_all.all(|&w| w == w0);
                         uniform_edge_inv.push(if uniform { 1.0 / w0 } else { 0.0 });
                     }
-                    let (cs, ce) = *class_channel_range[rc as usize].get_or_insert_with(|| {
+                    let (cs, cm, ce) = *class_channel_range[rc as usize].get_or_insert_with(|| {
                         let start = channels.len() as u32;
-                        channels.extend_from_slice(&class_channels[rc as usize]);
-                        (start, channels.len() as u32)
+                        let (chans, n_fast) = &class_channels[rc as usize];
+                        channels.extend_from_slice(chans);
+                        (start, start + *n_fast as u32, channels.len() as u32)
                     });
+                    let mut prefetch = [0i64; 6];
+                    for (p, e) in prefetch.iter_mut().zip(&edges[edge_start as usize..]) {
+                        *p = e.delta;
+                    }
                     sites.push(Site {
+                        prefetch,
                         edge_start,
                         edge_end: edges.len() as u32,
                         channel_start: cs,
+                        channel_mid: cm,
                         channel_end: ce,
                         class: rc,
                     });
@@ -403,10 +454,12 @@ impl Nsm {
         // Gain terms per (rate class, species).
         let mut gains = Vec::new();
         let mut gain_offsets = vec![0u32];
-        for chans in &class_channels {
+        for (chans, n_fast) in &class_channels {
             for sp in 0..s {
                 let pos = (C0 + sp) as u32;
-                for ch in chans {
+                // Only fast channels: an arriving molecule is mobile, and no
+                // static channel has a mobile reactant.
+                for ch in &chans[..*n_fast] {
                     let term = match (ch.a == pos, ch.b == pos) {
                         (true, true) => Gain {
                             coef: 2.0 * ch.c,
@@ -453,6 +506,7 @@ impl Nsm {
             change_delta,
             reactive,
             queue: CalendarQueue::build(0, &mut Records::new(0, stride)),
+            static_queue: EventQueue::default(),
             rng: Stream::new(seed, replicate),
             time: 0.0,
             total_events: 0,
@@ -472,12 +526,25 @@ impl Nsm {
                 ));
             }
             if a > 0.0 {
-                let t = nsm.rng.exp1() / a;
+                let t = first_time(0.0, nsm.rng.exp1(), a);
                 nsm.rec.set(i, t, IN_HEAP);
+            }
+        }
+        let mut static_times = vec![f64::INFINITY; n];
+        for (i, t) in static_times.iter_mut().enumerate() {
+            let a = nsm.static_propensity::<0>(i * stride);
+            if !a.is_finite() {
+                return invalid(format!(
+                    "the total propensity of subvolume {i} is not finite"
+                ));
+            }
+            if a > 0.0 {
+                *t = first_time(0.0, nsm.rng.exp1(), a);
             }
         }
         // The bucket width follows from the total event rate.
         nsm.queue = CalendarQueue::build_with_rate(n, &mut nsm.rec, total_rate);
+        nsm.static_queue = EventQueue::build(&static_times);
         Ok(nsm)
     }
 
@@ -561,18 +628,37 @@ impl Nsm {
         }
     }
 
-    /// The reaction channels of site `site_id`.
+    /// The fast reaction channels of site `site_id` (with a mobile reactant).
     #[inline(always)]
     fn site_channels(&self, site_id: usize) -> &[Channel] {
         debug_assert!(site_id < self.sites.len());
         // SAFETY: site ids in records are < sites.len(), and every site's
-        // channel range lies inside `channels` (built together in `new`).
+        // channel ranges lie inside `channels` (built together in `new`).
         unsafe {
             let site = self.sites.get_unchecked(site_id);
+            debug_assert!(site.channel_mid <= site.channel_end);
             debug_assert!(site.channel_end as usize <= self.channels.len());
             self.channels
-                .get_unchecked(site.channel_start as usize..site.channel_end as usize)
+                .get_unchecked(site.channel_start as usize..site.channel_mid as usize)
         }
+    }
+
+    /// The static reaction channels of site `site_id` (no mobile reactant).
+    #[inline(always)]
+    fn site_static_channels(&self, site_id: usize) -> &[Channel] {
+        let site = &self.sites[site_id];
+        &self.channels[site.channel_mid as usize..site.channel_end as usize]
+    }
+
+    /// Propensity of the static group of the subvolume at `base`.
+    #[inline(always)]
+    fn static_propensity<const K: usize>(&self, base: usize) -> f64 {
+        let row = self.row::<K>(base);
+        let mut a = 0.0;
+        for ch in self.site_static_channels(row[SITE] as usize) {
+            a += ch.propensity(row);
+        }
+        a
     }
 
     #[inline(always)]
@@ -611,6 +697,11 @@ impl Nsm {
     }
     pub fn n_sites(&self) -> usize {
         self.sites.len()
+    }
+    /// Empty calendar buckets walked over so far (a diagnostic of the
+    /// queue's tuning: about one per event or less is healthy).
+    pub fn empty_buckets_walked(&self) -> u64 {
+        self.queue.empty_steps()
     }
     pub fn total_events(&self) -> u64 {
         self.total_events
@@ -665,7 +756,9 @@ impl Nsm {
             + self.edge_rates.capacity() * size_of::<f64>()
             + self.uniform_edge_inv.capacity() * size_of::<f64>()
             + self.channels.capacity() * size_of::<Channel>();
-        let per = self.rec.bytes() + self.queue.bytes();
+        let per = self.rec.bytes()
+            + self.queue.bytes()
+            + self.n_subvolumes * EventQueue::bytes_per_entry();
         (shared + per) as f64 / self.n_subvolumes as f64
     }
 
@@ -728,25 +821,30 @@ impl Nsm {
         }
         let n = self.n_subvolumes;
         let stride = self.stride;
-        let old: Vec<f64> = (0..n)
+        let old: Vec<(f64, f64)> = (0..n)
             .map(|i| {
                 let (ad, ar) = self.propensities::<0>(i * stride);
-                ad + ar
+                (ad + ar, self.static_propensity::<0>(i * stride))
             })
             .collect();
         self.set_factors(&factors);
         let mut total_rate = 0.0;
-        for (i, &a_old) in old.iter().enumerate() {
+        let mut static_times: Vec<f64> = (0..n).map(|i| self.static_queue.time_of(i)).collect();
+        for (i, &(a_old, s_old)) in old.iter().enumerate() {
             let (ad, ar) = self.propensities::<0>(i * stride);
             let a_new = ad + ar;
             total_rate += a_new;
-            if a_new == a_old {
-                continue;
+            if a_new != a_old {
+                let next = self.rescaled_time(ts, self.rec.time(i), a_old, a_new);
+                self.rec.set(i, next, IN_HEAP);
             }
-            let next = self.rescaled_time(ts, self.rec.time(i), a_old, a_new);
-            self.rec.set(i, next, IN_HEAP);
+            let s_new = self.static_propensity::<0>(i * stride);
+            if s_new != s_old {
+                static_times[i] = self.rescaled_time(ts, static_times[i], s_old, s_new);
+            }
         }
         self.queue = CalendarQueue::build_with_rate(n, &mut self.rec, total_rate);
+        self.static_queue = EventQueue::build(&static_times);
     }
 
     /// `advance` within one schedule segment: (outcome, events fired).
@@ -771,7 +869,13 @@ impl Nsm {
     ) -> Result<(Advance, u64), CoreError> {
         let mut fired = 0u64;
         loop {
-            let (t, i) = self.queue.peek(&mut self.rec);
+            let (ts, is) = self.static_queue.peek();
+            // The calendar stays at or before ts, so that a static event
+            // may file fast times from ts on (see `peek_before`).
+            let (t, i) = self.queue.peek_before(&mut self.rec, ts);
+            // On a tie the fast group goes first (a fixed rule: deterministic).
+            let static_first = ts < t;
+            let t = if static_first { ts } else { t };
             if t > t_stop || t == f64::INFINITY {
                 self.time = t_stop;
                 return Ok((Advance::Reached, fired));
@@ -780,9 +884,13 @@ impl Nsm {
                 return Ok((Advance::Paused, fired));
             }
             self.time = t;
-            self.prefetch_hint::<K>();
-            self.fire::<K>(t, i)?;
-            self.queue.note_event(&mut self.rec, t);
+            if static_first {
+                self.fire_static::<K>(t, is)?;
+            } else {
+                self.prefetch_hint::<K>();
+                self.fire::<K>(t, i)?;
+                self.queue.note_event(&mut self.rec, t);
+            }
             fired += 1;
         }
     }
@@ -803,8 +911,10 @@ impl Nsm {
         let st = self.st::<K>();
         let cells = self.rec.cells().as_ptr();
         prefetch(cells.wrapping_add(h * st));
-        for e in &self.edges[site.edge_start as usize..site.edge_end as usize] {
-            prefetch(cells.wrapping_add((h as i64 + e.delta) as usize * st));
+        // A fixed six (a lattice neighbourhood; padded with 0, the record
+        // itself): the loop unrolls, with no trip count to load.
+        for &d in &site.prefetch {
+            prefetch(cells.wrapping_add((h as i64 + d) as usize * st));
         }
     }
 
@@ -829,9 +939,9 @@ impl Nsm {
         if a_new <= 0.0 {
             f64::INFINITY
         } else if a_old > 0.0 && t_old.is_finite() {
-            now + (t_old - now) * (a_old / a_new)
+            (now + (t_old - now) * (a_old / a_new)).min(f64::MAX)
         } else {
-            now + self.rng.exp1() / a_new
+            first_time(now, self.rng.exp1(), a_new)
         }
     }
 
@@ -841,33 +951,75 @@ impl Nsm {
         let (ad, ar) = self.propensities::<K>(i * self.st::<K>());
         let a = ad + ar;
         let next = if a > 0.0 {
-            t + self.rng.exp1() / a
+            first_time(t, self.rng.exp1(), a)
         } else {
             f64::INFINITY
         };
         self.queue.update(&mut self.rec, i, next);
     }
 
+    /// A fast-group reaction in subvolume i, chosen by u (uniform on [0,
+    /// fast reaction propensity)).
     fn fire_reaction<const K: usize>(&mut self, t: f64, i: usize, u: f64) -> Result<(), CoreError> {
         let base = i * self.st::<K>();
-        let row = self.row::<K>(base);
-        let site = &self.sites[row[SITE] as usize];
-        let mut acc = 0.0;
-        let mut chosen = usize::MAX;
-        for ch in &self.channels[site.channel_start as usize..site.channel_end as usize] {
-            let a = ch.propensity(row);
-            if a > 0.0 {
-                acc += a;
-                chosen = ch.reaction as usize;
-                if u < acc {
-                    break;
-                }
-            }
-        }
-        if chosen == usize::MAX {
+        let chosen = choose_channel(
+            self.site_channels(self.row::<K>(base)[SITE] as usize),
+            self.row::<K>(base),
+            u,
+        );
+        let Some(chosen) = chosen else {
             self.reschedule::<K>(i, t);
             return Ok(());
+        };
+        let a_static_old = self.static_propensity::<K>(base);
+        self.apply_reaction::<K>(i, chosen)?;
+        self.reschedule::<K>(i, t);
+        // The static group keeps its random number (rescaled) if it changed.
+        let a_static = self.static_propensity::<K>(base);
+        if a_static != a_static_old {
+            let next = self.rescaled_time(t, self.static_queue.time_of(i), a_static_old, a_static);
+            self.static_queue.update(i, next);
         }
+        Ok(())
+    }
+
+    /// A static-group reaction in subvolume i (the static heap's minimum).
+    #[cold]
+    #[inline(never)]
+    fn fire_static<const K: usize>(&mut self, t: f64, i: usize) -> Result<(), CoreError> {
+        let base = i * self.st::<K>();
+        let a_static = self.static_propensity::<K>(base);
+        let u = self.rng.uniform() * a_static;
+        let row = self.row::<K>(base);
+        let chosen = choose_channel(self.site_static_channels(row[SITE] as usize), row, u);
+        if let Some(chosen) = chosen {
+            let (ad, ar) = self.propensities::<K>(base);
+            let a_fast_old = ad + ar;
+            self.apply_reaction::<K>(i, chosen)?;
+            // The fast group keeps its random number (rescaled) if it changed.
+            let (ad, ar) = self.propensities::<K>(base);
+            let a_fast = ad + ar;
+            if a_fast != a_fast_old {
+                let next = self.rescaled_time(t, self.rec.time(i), a_fast_old, a_fast);
+                self.queue.update(&mut self.rec, i, next);
+            }
+        }
+        // The static group fired: a fresh draw.
+        let a_static = self.static_propensity::<K>(base);
+        let next = if a_static > 0.0 {
+            first_time(t, self.rng.exp1(), a_static)
+        } else {
+            f64::INFINITY
+        };
+        self.static_queue.update(i, next);
+        Ok(())
+    }
+
+    /// Apply the net change of reaction `chosen` in subvolume i and count it.
+    #[inline(always)]
+    fn apply_reaction<const K: usize>(&mut self, i: usize, chosen: usize) -> Result<(), CoreError> {
+        let base = i * self.st::<K>();
+        let row = self.row::<K>(base);
         let changes = self.change_offsets[chosen]..self.change_offsets[chosen + 1];
         for k in changes.clone() {
             let sp = self.change_species[k] as usize;
@@ -886,7 +1038,6 @@ impl Nsm {
         }
         self.reaction_events[chosen] += 1;
         self.total_events += 1;
-        self.reschedule::<K>(i, t);
         Ok(())
     }
 
@@ -964,11 +1115,17 @@ impl Nsm {
         let t_j = self.rec.time(j);
         let sj = rowj[SITE] as usize;
         let reactive = self.reactive[species];
-        let (adj, arj) = self.propensities::<K>(jbase);
+        // An idle destination (time +inf) has propensity exactly 0 (see
+        // `first_time`): no pass over its channels. Most B1 hops land in one.
+        let a_j_old = if t_j == f64::INFINITY {
+            0.0
+        } else {
+            let (adj, arj) = self.propensities::<K>(jbase);
+            adj + arj
+        };
         // j's propensity after the arrival: old + transport rate + gain
         // (all terms >= 0: no cancellation). Not stored, so no drift.
         let gain = self.reaction_gain::<K>(jbase, species);
-        let a_j_old = adj + arj;
         let cells = self.rec.cells_mut();
         cells[base + C0 + species] -= 1;
         cells[jbase + C0 + species] += 1;
@@ -987,7 +1144,7 @@ impl Nsm {
         };
         let a_i = ad_i + ar_i;
         let next_i = if a_i > 0.0 {
-            t + self.rng.exp1() / a_i
+            first_time(t, self.rng.exp1(), a_i)
         } else {
             f64::INFINITY
         };
@@ -997,6 +1154,37 @@ impl Nsm {
         self.queue.update(&mut self.rec, j, next_j);
         Ok(())
     }
+}
+
+/// The reaction of the channel that u (uniform on [0, sum of the channels'
+/// propensities)) falls in; the last channel with a positive propensity
+/// takes any rounding excess; None if every propensity is 0.
+#[inline(always)]
+fn choose_channel(channels: &[Channel], row: &[u32], u: f64) -> Option<usize> {
+    let mut acc = 0.0;
+    let mut chosen = None;
+    for ch in channels {
+        let a = ch.propensity(row);
+        if a > 0.0 {
+            acc += a;
+            chosen = Some(ch.reaction as usize);
+            if u < acc {
+                break;
+            }
+        }
+    }
+    chosen
+}
+
+/// The next time of a subvolume with propensity `a > 0` at time `now`, from
+/// a standard exponential `e`: now + e / a, held at f64::MAX when that
+/// overflows (a propensity below ~1e-307 /s). So a subvolume's time is +inf
+/// exactly when its propensity is 0, which lets a diffusion skip the old
+/// propensity of an idle destination. No run reaches f64::MAX seconds, and
+/// for every finite value the result is bitwise now + e / a.
+#[inline(always)]
+fn first_time(now: f64, e: f64, a: f64) -> f64 {
+    (now + e / a).min(f64::MAX)
 }
 
 /// Hint the CPU to bring the cache line at p into L1 (no-op elsewhere).
