@@ -328,7 +328,11 @@ impl CalendarQueue {
     fn place<S: Store>(&mut self, store: &mut S, id: usize, time: f64) {
         let k = time * self.inv_width;
         if k < self.limit_f {
-            let b = ((k as i64 as u64) & self.mask) as usize;
+            debug_assert!(k >= 0.0);
+            // SAFETY: time is finite and >= 0 (callers), so 0 <= k < limit_f
+            // (at most MAX_BUCKET plus two epochs), far inside i64: the plain
+            // conversion, without the saturating checks of `as`.
+            let b = (unsafe { k.to_int_unchecked::<i64>() } as u64 & self.mask) as usize;
             // SAFETY: b <= mask < fill.len() == buckets.len().
             let f = unsafe { *self.fill.get_unchecked(b) } as usize;
             if f < CAPACITY {
@@ -569,10 +573,26 @@ impl CalendarQueue {
         // SAFETY: b <= mask < fill.len() == buckets.len().
         let f = unsafe { *self.fill.get_unchecked(b) } as usize;
         if f > 0 {
-            self.bucket_min(store, b, f)
-        } else {
-            self.peek_walk(store, bound)
+            return self.bucket_min(store, b, f);
         }
+        // Most walks end at the very next bucket: take that step here, and
+        // leave every other case (epoch ends, the heap, the bound, longer
+        // runs) to `peek_walk`. The conditions are the ones `peek_walk`
+        // checks before the same step.
+        let next = self.cur + 1;
+        let b1 = (next & self.mask) as usize;
+        // SAFETY: b1 <= mask < fill.len().
+        let f1 = unsafe { *self.fill.get_unchecked(b1) } as usize;
+        if f1 > 0
+            && next & (self.epoch_len() - 1) != 0
+            && self.heap_k >= next as f64
+            && (next as f64) <= bound * self.inv_width
+        {
+            self.empty_steps += 1;
+            self.cur = next;
+            return self.bucket_min(store, b1, f1);
+        }
+        self.peek_walk(store, bound)
     }
 
     /// The minimum of bucket b (holding f > 0 entries) or of the heap.

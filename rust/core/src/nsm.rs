@@ -1074,17 +1074,31 @@ impl Nsm {
             self.reschedule::<K>(i, t);
             return Ok(());
         }
+        // A no-op (species < s here) that tells the compiler so: the checks
+        // on rows and per-species arrays below fold away.
+        let species = species.min(s - 1);
         // rem is uniform on [0, n_s d_s): reuse it to choose the edge.
         let x = rem / counts[species] as f64;
-        let site = &self.sites[site_id];
+        debug_assert!(site_id < self.sites.len());
+        // SAFETY: site ids in records are < sites.len(), and the per-(site,
+        // species) arrays hold sites.len() * S entries (built in `new`).
+        let (site, inv_w) = unsafe {
+            (
+                self.sites.get_unchecked(site_id),
+                *self.uniform_edge_inv.get_unchecked(site_id * s + species),
+            )
+        };
         let edges = site.edge_start as usize..site.edge_end as usize;
-        let inv_w = self.uniform_edge_inv[site_id * s + species];
         let delta = if inv_w > 0.0 {
             // x is uniform on [0, n_edges * w): edge floor(x / w).
-            // x * inv_w is finite and >= 0, far below 2^63: the i64
-            // conversion is one instruction and exact like `as usize`.
-            let k = ((x * inv_w) as i64 as usize).min(edges.len() - 1);
-            self.edges[edges.start + k].delta
+            let y = x * inv_w;
+            debug_assert!((0.0..=edges.len() as f64).contains(&y));
+            // SAFETY: x and inv_w are finite and >= 0 and y <= n_edges (up to
+            // rounding), far inside i64: one instruction, exact like `as`.
+            let k = (unsafe { y.to_int_unchecked::<i64>() } as usize).min(edges.len() - 1);
+            debug_assert!(edges.start + k < self.edges.len());
+            // SAFETY: k < the site's edge count, and its edges lie in `edges`.
+            unsafe { self.edges.get_unchecked(edges.start + k).delta }
         } else {
             let mut acc = 0.0;
             let mut delta = 0i64;
@@ -1114,7 +1128,8 @@ impl Nsm {
         }
         let t_j = self.rec.time(j);
         let sj = rowj[SITE] as usize;
-        let reactive = self.reactive[species];
+        // SAFETY: species < S == reactive.len().
+        let reactive = unsafe { *self.reactive.get_unchecked(species) };
         // An idle destination (time +inf) has propensity exactly 0 (see
         // `first_time`): no pass over its channels. Most B1 hops land in one.
         let a_j_old = if t_j == f64::INFINITY {
@@ -1127,9 +1142,15 @@ impl Nsm {
         // (all terms >= 0: no cancellation). Not stored, so no drift.
         let gain = self.reaction_gain::<K>(jbase, species);
         let cells = self.rec.cells_mut();
-        cells[base + C0 + species] -= 1;
-        cells[jbase + C0 + species] += 1;
-        self.diffusion_events[species] += 1;
+        debug_assert!(base.max(jbase) + C0 + species < cells.len());
+        // SAFETY: i and j are subvolumes (< n) and C0 + species < stride, so
+        // both cells lie in the n * stride records; species < S ==
+        // diffusion_events.len().
+        unsafe {
+            *cells.get_unchecked_mut(base + C0 + species) -= 1;
+            *cells.get_unchecked_mut(jbase + C0 + species) += 1;
+            *self.diffusion_events.get_unchecked_mut(species) += 1;
+        }
         self.total_events += 1;
 
         // The diffusion terms change by exactly one molecule's rate; the
@@ -1149,7 +1170,9 @@ impl Nsm {
             f64::INFINITY
         };
         self.queue.update(&mut self.rec, i, next_i);
-        let a_j_new = a_j_old + self.site_diff_rate[sj * s + species] + gain;
+        // SAFETY: sj is a site id (< sites.len()), site_diff_rate holds S per site.
+        let a_j_new =
+            a_j_old + unsafe { *self.site_diff_rate.get_unchecked(sj * s + species) } + gain;
         let next_j = self.rescaled_time(t, t_j, a_j_old, a_j_new);
         self.queue.update(&mut self.rec, j, next_j);
         Ok(())
