@@ -868,6 +868,8 @@ impl Nsm {
         max_events: u64,
     ) -> Result<(Advance, u64), CoreError> {
         let mut fired = 0u64;
+        // The subvolume whose neighbours the last hint prefetched.
+        let mut prefetched = u32::MAX;
         loop {
             let (ts, is) = self.static_queue.peek();
             // The calendar stays at or before ts, so that a static event
@@ -887,7 +889,13 @@ impl Nsm {
             if static_first {
                 self.fire_static::<K>(t, is)?;
             } else {
-                self.prefetch_hint::<K>();
+                if prefetched != i as u32 {
+                    // The hint missed: start loading the neighbours (one of
+                    // which this event touches) now, a hundred instructions
+                    // before the destination is read.
+                    self.prefetch_neighbours::<K>(i, self.rec.at(i, SITE) as usize);
+                }
+                prefetched = self.prefetch_hint::<K>();
                 self.fire::<K>(t, i)?;
                 self.queue.note_event(&mut self.rec, t);
             }
@@ -898,16 +906,22 @@ impl Nsm {
     /// Start loading the record of the subvolume likely to fire next, and the
     /// records of its neighbours (one of which it will touch), so that those
     /// cache misses overlap with this event instead of stalling the next one.
+    /// Returns the subvolume whose neighbours were prefetched.
     #[inline(always)]
-    fn prefetch_hint<const K: usize>(&self) {
+    fn prefetch_hint<const K: usize>(&self) -> u32 {
         let (h, site) = self.queue.hint();
-        let Some(site) = self.sites.get(site as usize) else {
+        if (h as usize) < self.n_subvolumes {
+            self.prefetch_neighbours::<K>(h as usize, site as usize);
+        }
+        h
+    }
+
+    /// Prefetch the record of subvolume h (of site `site`) and its neighbours'.
+    #[inline(always)]
+    fn prefetch_neighbours<const K: usize>(&self, h: usize, site: usize) {
+        let Some(site) = self.sites.get(site) else {
             return;
         };
-        let h = h as usize;
-        if h >= self.n_subvolumes {
-            return;
-        }
         let st = self.st::<K>();
         let cells = self.rec.cells().as_ptr();
         prefetch(cells.wrapping_add(h * st));
