@@ -58,6 +58,16 @@ def exact_distribution(rates_up, rates_down, p0, t):
     return np.clip(p, 0, None)
 
 
+def binding_chain(a0: int, b0: int, k_on: float, k_off: float):
+    """A + B <-> C from (a0, b0, 0) as a chain on nC = 0..b0: (up, down, p0)."""
+    c = np.arange(b0 + 1)
+    up = k_on * (a0 - c) * (b0 - c) / OMEGA
+    down = k_off * c
+    p0 = np.zeros(b0 + 1)
+    p0[0] = 1
+    return up, down, p0
+
+
 def sample_replicates(sim: rf.Simulation, species: str, t: float) -> np.ndarray:
     idx = sim.species.index(species)
     out = np.empty(N_REPLICATES, dtype=np.int64)
@@ -110,11 +120,7 @@ def test_heterodimer_binding(t):
     sim.set_count("A", a0)
     sim.set_count("B", b0)
 
-    c = np.arange(b0 + 1)
-    up = k_on * (a0 - c) * (b0 - c) / OMEGA
-    down = k_off * c
-    p0 = np.zeros(b0 + 1)
-    p0[0] = 1
+    up, down, p0 = binding_chain(a0, b0, k_on, k_off)
     p = exact_distribution(up, down, p0, t)
     samples = sample_replicates(sim, "C", t)
     check_against(samples, p, f"A+B<->C t={t}")
@@ -172,11 +178,7 @@ def test_binding_across_fast_and_static_groups_with_a_rate_switch(t):
     sim.set_count("B", b0)
     sim.set_rate_schedule([t_switch], {"bind": [3.0]})
 
-    c = np.arange(b0 + 1)
-    up = k_on * (a0 - c) * (b0 - c) / OMEGA
-    down = k_off * c
-    p0 = np.zeros(b0 + 1)
-    p0[0] = 1
+    up, down, p0 = binding_chain(a0, b0, k_on, k_off)
     p_switch = exact_distribution(up, down, p0, t_switch)
     p = exact_distribution(3 * up, down, p_switch, t - t_switch)
     samples = sample_replicates(sim, "C", t)

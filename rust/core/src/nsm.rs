@@ -654,11 +654,7 @@ impl Nsm {
     #[inline(always)]
     fn static_propensity<const K: usize>(&self, base: usize) -> f64 {
         let row = self.row::<K>(base);
-        let mut a = 0.0;
-        for ch in self.site_static_channels(row[SITE] as usize) {
-            a += ch.propensity(row);
-        }
-        a
+        total_propensity(self.site_static_channels(row[SITE] as usize), row)
     }
 
     #[inline(always)]
@@ -673,14 +669,11 @@ impl Nsm {
         ad
     }
 
+    /// Propensity of the fast reactions of the subvolume at `base`.
     #[inline(always)]
     fn reaction_propensity<const K: usize>(&self, base: usize) -> f64 {
         let row = self.row::<K>(base);
-        let mut ar = 0.0;
-        for ch in self.site_channels(row[SITE] as usize) {
-            ar += ch.propensity(row);
-        }
-        ar
+        total_propensity(self.site_channels(row[SITE] as usize), row)
     }
 
     pub fn time(&self) -> f64 {
@@ -1193,18 +1186,46 @@ impl Nsm {
     }
 }
 
+/// A reaction channel evaluated on a row of counts (the NSM's and the
+/// operator-splitting solver's channel types).
+pub(crate) trait RowChannel {
+    fn propensity(&self, row: &[u32]) -> f64;
+    fn reaction(&self) -> usize;
+}
+
+impl RowChannel for Channel {
+    #[inline(always)]
+    fn propensity(&self, row: &[u32]) -> f64 {
+        Channel::propensity(self, row)
+    }
+    #[inline(always)]
+    fn reaction(&self) -> usize {
+        self.reaction as usize
+    }
+}
+
+/// The sum of the channels' propensities on `row`.
+#[inline(always)]
+fn total_propensity<C: RowChannel>(channels: &[C], row: &[u32]) -> f64 {
+    let mut a = 0.0;
+    for ch in channels {
+        a += ch.propensity(row);
+    }
+    a
+}
+
 /// The reaction of the channel that u (uniform on [0, sum of the channels'
 /// propensities)) falls in; the last channel with a positive propensity
 /// takes any rounding excess; None if every propensity is 0.
 #[inline(always)]
-fn choose_channel(channels: &[Channel], row: &[u32], u: f64) -> Option<usize> {
+pub(crate) fn choose_channel<C: RowChannel>(channels: &[C], row: &[u32], u: f64) -> Option<usize> {
     let mut acc = 0.0;
     let mut chosen = None;
     for ch in channels {
         let a = ch.propensity(row);
         if a > 0.0 {
             acc += a;
-            chosen = Some(ch.reaction as usize);
+            chosen = Some(ch.reaction());
             if u < acc {
                 break;
             }

@@ -53,7 +53,7 @@ use rand_distr::Poisson;
 use rayon::prelude::*;
 
 use crate::error::{invalid, CoreError};
-use crate::nsm::Advance;
+use crate::nsm::{choose_channel, Advance, RowChannel};
 use crate::problem::{Problem, RateSchedule};
 use crate::rng::Stream;
 
@@ -149,7 +149,7 @@ struct Channel {
     reaction: u32,
 }
 
-impl Channel {
+impl RowChannel for Channel {
     #[inline(always)]
     fn propensity(&self, row: &[u32]) -> f64 {
         let xa = row[self.a as usize] as f64;
@@ -158,6 +158,10 @@ impl Channel {
             Kind::Pair => self.c * xa * row[self.b as usize] as f64,
             Kind::Dimer => self.c * xa * (xa - 1.0),
         }
+    }
+    #[inline(always)]
+    fn reaction(&self) -> usize {
+        self.reaction as usize
     }
 }
 
@@ -1497,19 +1501,7 @@ fn react(sh: &Shared, b: usize, blk: &mut Block, t0: f64, t1: f64) -> Result<(),
                 bk += 1;
             } else {
                 let u = rng.uniform() * a0;
-                let mut acc = 0.0;
-                let mut chosen = None;
-                for ch in chans {
-                    let a = ch.propensity(row);
-                    if a > 0.0 {
-                        acc += a;
-                        chosen = Some(ch.reaction as usize);
-                        if u < acc {
-                            break;
-                        }
-                    }
-                }
-                let Some(r) = chosen else {
+                let Some(r) = choose_channel(chans, row, u) else {
                     clock = f64::NAN;
                     continue;
                 };
