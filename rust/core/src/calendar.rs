@@ -602,21 +602,45 @@ impl CalendarQueue {
         // SAFETY: b < buckets.len() (masked) and f <= CAPACITY.
         let bucket = unsafe { self.buckets.get_unchecked(b).0.get_unchecked(..f) };
         let mut best = (bucket[0].time, bucket[0].id);
-        let mut next = 0;
+        // The runner-up (index into the bucket; 0 stands in while f == 1).
+        let mut second = (f64::INFINITY, u32::MAX);
+        let mut second_k = 0;
+        let mut best_k = 0;
         for (k, s) in bucket.iter().enumerate().skip(1) {
-            if before((s.time, s.id), best) {
-                best = (s.time, s.id);
-                next = k;
+            let e = (s.time, s.id);
+            if before(e, best) {
+                second = best;
+                second_k = best_k;
+                best = e;
+                best_k = k;
+            } else if before(e, second) {
+                second = e;
+                second_k = k;
             }
         }
-        // Hint: another entry of this bucket (the runner-up when there
-        // are two), else the first entry of the next bucket.
+        // Hint: the bucket's runner-up, else the least of the first two
+        // entries of the next bucket, else the first of the one after.
         let h = if f > 1 {
-            &bucket[if next == 0 { 1 } else { 0 }]
+            &bucket[second_k]
         } else {
             let b1 = ((self.cur + 1) & self.mask) as usize;
-            // SAFETY: b1 <= mask.
-            unsafe { self.buckets.get_unchecked(b1).0.get_unchecked(0) }
+            let b2 = ((self.cur + 2) & self.mask) as usize;
+            // SAFETY: b1, b2 <= mask < fill.len() == buckets.len().
+            unsafe {
+                let next = &self.buckets.get_unchecked(b1).0;
+                match *self.fill.get_unchecked(b1) {
+                    0 => self.buckets.get_unchecked(b2).0.get_unchecked(0),
+                    1 => next.get_unchecked(0),
+                    _ => {
+                        let (a, c) = (next.get_unchecked(0), next.get_unchecked(1));
+                        if before((c.time, c.id), (a.time, a.id)) {
+                            c
+                        } else {
+                            a
+                        }
+                    }
+                }
+            }
         };
         self.hint = (h.id, h.tag);
         if best.0 < self.heap_top {
