@@ -42,16 +42,21 @@ def fibre():
     return space, g, {"near": near, "mid": mid, "deep": deep}
 
 
+def _modules():
+    """The NOX2 test recipe's modules (turnover raised, see TURNOVER)."""
+    return [
+        bio.Nox2(turnover=TURNOVER),
+        bio.PrxTrx(),
+        bio.Mitochondria(),
+        bio.Sod(),
+        bio.Nox4(),
+        bio.Membranes(),
+    ]
+
+
 def _run(space, interventions=(), seed=1):
     recipe = bio.Recipe(
-        [
-            bio.Nox2(turnover=TURNOVER),
-            bio.PrxTrx(),
-            bio.Mitochondria(),
-            bio.Sod(),
-            bio.Nox4(),
-            bio.Membranes(),
-        ],
+        _modules(),
         interventions=interventions,
     )
     sim = recipe.build(space).simulation(space, seed=seed)
@@ -79,14 +84,7 @@ def _rest_near_nM(space, g, near, t_end=2.0, k_probe=1e5):
     if "near_membranes" not in space.regions:
         space.region("near_membranes", near)
     recipe = bio.Recipe(
-        [
-            bio.Nox2(turnover=TURNOVER),
-            bio.PrxTrx(),
-            bio.Mitochondria(),
-            bio.Sod(),
-            bio.Nox4(),
-            bio.Membranes(),
-        ],
+        _modules(),
         activity=0.0,
     )
     bm = recipe.build(space)

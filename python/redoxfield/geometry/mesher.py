@@ -337,15 +337,22 @@ def _snap_volumes(
     pos = {int(t): k for k, t in enumerate(tags)}
     new = xyz.copy()
 
-    def tets_of(ents: list[int]) -> Any:
+    def elements_of(dim: int, ents: list[int]) -> Any:
+        """Node rows (into xyz) of the linear simplices of these entities:
+        4-node tetrahedra (gmsh type 4) for dim 3, 3-node triangles (type 2)
+        for dim 2."""
+        gmsh_type, k = (4, 4) if dim == 3 else (2, 3)
         out = []
         for e in ents:
-            types, _, nodes = gmsh.model.mesh.getElements(3, e)
+            types, _, nodes = gmsh.model.mesh.getElements(dim, e)
             for ty, nd in zip(types, nodes, strict=True):
-                if ty == 4:  # 4-node tetrahedra
-                    out.append(np.asarray(nd, dtype=np.int64).reshape(-1, 4))
-        t = np.concatenate(out) if out else np.zeros((0, 4), np.int64)
+                if ty == gmsh_type:
+                    out.append(np.asarray(nd, dtype=np.int64).reshape(-1, k))
+        t = np.concatenate(out) if out else np.zeros((0, k), np.int64)
         return np.vectorize(pos.__getitem__, otypes=[np.int64])(t) if t.size else t
+
+    def tets_of(ents: list[int]) -> Any:
+        return elements_of(3, ents)
 
     def volume(t: Any, pts: Any) -> float:
         return float(np.abs(signed_volumes(pts, t)).sum())
@@ -363,15 +370,9 @@ def _snap_volumes(
     f = (v_fibre / volume(tets_of(fibre), xyz)) ** 0.5
     new[on, 1:] = ax[1:] + f * (xyz[on, 1:] - ax[1:])
     for r_k, faces in sectors:
-        tri = []
-        for e in faces:
-            types, _, nodes = gmsh.model.mesh.getElements(2, e)
-            for ty, nd in zip(types, nodes, strict=True):
-                if ty == 2:  # 3-node triangles
-                    tri.append(np.asarray(nd, dtype=np.int64).reshape(-1, 3))
-        if not tri:
+        t3 = elements_of(2, faces)
+        if not t3.size:
             continue
-        t3 = np.vectorize(pos.__getitem__, otypes=[np.int64])(np.concatenate(tri))
         q = xyz[t3]
         cr = 0.5 * np.cross(q[:, 1] - q[:, 0], q[:, 2] - q[:, 0])  # area x normal
         cen = q.mean(axis=1)
