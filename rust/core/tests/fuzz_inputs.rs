@@ -17,7 +17,7 @@ use redoxfield_core::{
     ensemble_totals, Nsm, OpSplit, OpSplitOptions, Problem, RateSchedule, Reaction, Stream,
     SubvolumeGraph,
 };
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn budget() -> (u64, Duration) {
     let iters = std::env::var("REDOXFIELD_FUZZ_ITERS")
@@ -283,7 +283,23 @@ fn fuzz_opsplit_and_ensemble() {
                 times.reverse();
             }
             if !huge {
-                let _ = ensemble_totals(&p, seed, &[0, 1], &times, &[vec![0]], 1, &cancel);
+                // Rates are hostile too (a 1e300 /s source is 4e9 exact events
+                // before its count overflows): a watchdog cancels the run after
+                // 200 ms, through the same flag Ctrl-C sets.
+                let done = AtomicBool::new(false);
+                std::thread::scope(|sc| {
+                    sc.spawn(|| {
+                        let t0 = Instant::now();
+                        while !done.load(Ordering::Relaxed)
+                            && t0.elapsed() < Duration::from_millis(200)
+                        {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        cancel.store(true, Ordering::Relaxed);
+                    });
+                    let _ = ensemble_totals(&p, seed, &[0, 1], &times, &[vec![0]], 1, &cancel);
+                    done.store(true, Ordering::Relaxed);
+                });
             }
             built
         }));
