@@ -383,7 +383,7 @@ impl Nsm {
         let mut static_times = vec![f64::INFINITY; n];
         for (i, static_time) in static_times.iter_mut().enumerate() {
             let t = le_f64(&d.times[i * 8..i * 8 + 8]);
-            let (ad, ar) = nsm.propensities::<0>(i * stride);
+            let (ad, ar) = nsm.propensities::<0, false>(i * stride);
             let a = ad + ar;
             let ts = le_f64(&d.static_times[i * 8..i * 8 + 8]);
             let a_static = nsm.static_propensity::<0>(i * stride);
