@@ -76,9 +76,10 @@ struct Site {
     channel_start: u32,
     channel_mid: u32,
     channel_end: u32,
-    /// Offsets of the first six neighbours (0 past the last), prefetched
-    /// when the site's subvolume is likely to fire next.
-    prefetch: [i64; 6],
+    /// Record offsets (in cells: neighbour offset * stride) of the first six
+    /// neighbours (0 past the last), prefetched when the site's subvolume is
+    /// likely to fire next.
+    prefetch: [isize; 6],
     /// Rate class: the site's gain terms for species s are
     /// `gains[gain_offsets[class * S + s]..gain_offsets[class * S + s + 1]]`.
     class: u32,
@@ -511,9 +512,9 @@ impl Nsm {
                         channels.extend_from_slice(chans);
                         (start, start + *n_fast as u32, channels.len() as u32)
                     });
-                    let mut prefetch = [0i64; 6];
+                    let mut prefetch = [0isize; 6];
                     for (p, e) in prefetch.iter_mut().zip(&edges[edge_start as usize..]) {
-                        *p = e.delta;
+                        *p = (e.delta * stride as i64) as isize;
                     }
                     sites.push(Site {
                         prefetch,
@@ -1027,13 +1028,12 @@ impl Nsm {
         let Some(site) = self.sites.get(site) else {
             return;
         };
-        let st = self.st::<K>();
-        let cells = self.rec.cells().as_ptr();
-        prefetch(cells.wrapping_add(h * st));
+        let row = self.rec.row_ptr_k::<K>(h);
+        prefetch(row);
         // A fixed six (a lattice neighbourhood; padded with 0, the record
         // itself): the loop unrolls, with no trip count to load.
         for &d in &site.prefetch {
-            prefetch(cells.wrapping_add((h as i64 + d) as usize * st));
+            prefetch(row.wrapping_offset(d));
         }
     }
 
@@ -1189,7 +1189,8 @@ impl Nsm {
         if M1 {
             // The one species with a non-zero rate (as the loop below finds).
             let m = self.lone_mobile.min(s - 1);
-            let w = counts[m] as f64 * rates[m];
+            // Bitwise counts[m] * rates[m] (`diffusion_propensity`).
+            let w = ad;
             if w > 0.0 {
                 species = m;
                 rem = u.clamp(0.0, w);
