@@ -176,6 +176,13 @@ fn before(a: (f64, u32), b: (f64, u32)) -> bool {
     a.0 < b.0 || (a.0 == b.0 && a.1 < b.1)
 }
 
+/// `before` evaluated in full (no short circuit), for a select without a
+/// branch.
+#[inline(always)]
+fn before_branchless(a: (f64, u32), b: (f64, u32)) -> bool {
+    (a.0 < b.0) | ((a.0 == b.0) & (a.1 < b.1))
+}
+
 impl CalendarQueue {
     /// Queue ids 0..n at the times `store` holds for them (their locations
     /// are overwritten); the bucket width comes from the queued times.
@@ -601,12 +608,25 @@ impl CalendarQueue {
         debug_assert!(b < self.buckets.len() && f > 0 && f <= CAPACITY);
         // SAFETY: b < buckets.len() (masked) and f <= CAPACITY.
         let bucket = unsafe { self.buckets.get_unchecked(b).0.get_unchecked(..f) };
-        let mut best = (bucket[0].time, bucket[0].id);
         // The runner-up (index into the bucket; 0 stands in while f == 1).
-        let mut second = (f64::INFINITY, u32::MAX);
-        let mut second_k = 0;
-        let mut best_k = 0;
-        for (k, s) in bucket.iter().enumerate().skip(1) {
+        let (mut best, mut best_k, mut second, mut second_k);
+        if f == 1 {
+            (best, best_k) = ((bucket[0].time, bucket[0].id), 0);
+            (second, second_k) = ((f64::INFINITY, u32::MAX), 0);
+        } else {
+            // The first two entries ordered without a branch: which one is
+            // earlier is a coin toss that a predictor misses half the time,
+            // and most buckets hold two.
+            let (e0, e1) = (
+                (bucket[0].time, bucket[0].id),
+                (bucket[1].time, bucket[1].id),
+            );
+            let k = usize::from(before_branchless(e1, e0));
+            (best_k, second_k) = (k, 1 - k);
+            best = (bucket[best_k].time, bucket[best_k].id);
+            second = (bucket[second_k].time, bucket[second_k].id);
+        }
+        for (k, s) in bucket.iter().enumerate().skip(2) {
             let e = (s.time, s.id);
             if before(e, best) {
                 second = best;
