@@ -188,6 +188,14 @@ impl Records {
             .wrapping_add(id * self.stride_k::<K>())
     }
 
+    /// As `row_ptr_k`, for writing.
+    #[inline(always)]
+    fn row_mut_ptr_k<const K: usize>(&mut self, id: usize) -> *mut u32 {
+        debug_assert!((id + 1) * self.stride <= self.lines.len() * 16);
+        let st = self.stride_k::<K>();
+        self.lines.as_mut_ptr().cast::<u32>().wrapping_add(id * st)
+    }
+
     /// Cell `k` of the record of subvolume `id`, unchecked in release.
     #[inline(always)]
     fn at_k<const K: usize>(&self, id: usize, k: usize) -> u32 {
@@ -202,12 +210,7 @@ impl Records {
     #[inline(always)]
     fn set_k<const K: usize>(&mut self, id: usize, time: f64, loc: u32) {
         let bits = time.to_bits();
-        debug_assert!((id + 1) * self.stride <= self.lines.len() * 16);
-        let p = self
-            .lines
-            .as_mut_ptr()
-            .cast::<u32>()
-            .wrapping_add(id * self.stride_k::<K>());
+        let p = self.row_mut_ptr_k::<K>(id);
         // SAFETY: as in `at_k` (T_LO, T_HI, LOC < stride); the borrow is
         // exclusive.
         unsafe {
@@ -220,13 +223,8 @@ impl Records {
     #[inline(always)]
     fn put_k<const K: usize>(&mut self, id: usize, k: usize, v: u32) {
         debug_assert!(k < self.stride);
-        let p = self
-            .lines
-            .as_mut_ptr()
-            .cast::<u32>()
-            .wrapping_add(id * self.stride_k::<K>());
         // SAFETY: as in `at_k`; the borrow is exclusive.
-        unsafe { *p.add(k) = v }
+        unsafe { *self.row_mut_ptr_k::<K>(id).add(k) = v }
     }
 
     #[inline(always)]
@@ -654,11 +652,7 @@ impl Nsm {
     /// The record stride, constant when specialised.
     #[inline(always)]
     fn st<const K: usize>(&self) -> usize {
-        if K == 0 {
-            self.stride
-        } else {
-            stride_for(K)
-        }
+        self.rec.stride_k::<K>()
     }
 
     /// The record starting at `base` (= subvolume * stride).
