@@ -735,6 +735,32 @@ impl CalendarQueue {
     /// Set the next time of `id` (>= the current time; +inf for never).
     #[inline(always)]
     pub fn update<S: Store>(&mut self, store: &mut S, id: usize, time: f64) {
+        if time.is_finite() {
+            self.update_finite(store, id, time);
+        } else {
+            self.update_idle(store, id);
+        }
+    }
+
+    /// `update` with a finite time.
+    #[inline(always)]
+    pub fn update_finite<S: Store>(&mut self, store: &mut S, id: usize, time: f64) {
+        debug_assert!(time.is_finite());
+        self.remove(store, id);
+        self.place(store, id, time);
+    }
+
+    /// `update` with time +inf: id has no next event.
+    #[inline(always)]
+    pub fn update_idle<S: Store>(&mut self, store: &mut S, id: usize) {
+        self.remove(store, id);
+        store.set(id, f64::INFINITY, IN_HEAP);
+    }
+
+    /// Take id out of its fine bucket, or make its coarse entry stale; its
+    /// heap entry (if any) goes stale once its time or location changes.
+    #[inline(always)]
+    fn remove<S: Store>(&mut self, store: &mut S, id: usize) {
         let loc = store.loc(id);
         if loc < IN_COARSE {
             // Take id out of its bucket (swap with the bucket's last entry).
@@ -758,13 +784,6 @@ impl CalendarQueue {
         } else if loc == IN_COARSE {
             // Its coarse entry goes stale without a look at its record.
             self.cgen[id] = self.cgen[id].wrapping_add(1);
-        }
-        // Otherwise its coarse or heap entry (if any) becomes stale once the
-        // time or the location changes.
-        if time.is_finite() {
-            self.place(store, id, time);
-        } else {
-            store.set(id, f64::INFINITY, IN_HEAP);
         }
     }
 

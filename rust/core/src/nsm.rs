@@ -1051,7 +1051,16 @@ impl Nsm {
     fn rescaled_time(&mut self, now: f64, t_old: f64, a_old: f64, a_new: f64) -> f64 {
         if a_new <= 0.0 {
             f64::INFINITY
-        } else if a_old > 0.0 && t_old.is_finite() {
+        } else {
+            self.rescaled_finite(now, t_old, a_old, a_new)
+        }
+    }
+
+    /// `rescaled_time` for `a_new > 0`: always finite.
+    #[inline(always)]
+    fn rescaled_finite(&mut self, now: f64, t_old: f64, a_old: f64, a_new: f64) -> f64 {
+        debug_assert!(a_new > 0.0);
+        if a_old > 0.0 && t_old.is_finite() {
             (now + (t_old - now) * (a_old / a_new)).min(f64::MAX)
         } else {
             first_time(now, self.rng.exp1(), a_new)
@@ -1301,17 +1310,24 @@ impl Nsm {
             self.reaction_propensity::<K>(base)
         };
         let a_i = ad_i + ar_i;
-        let next_i = if a_i > 0.0 {
-            first_time(t, self.rng.exp1(), a_i)
+        // Filed straight as finite or idle: `first_time` is finite.
+        if a_i > 0.0 {
+            let next_i = first_time(t, self.rng.exp1(), a_i);
+            self.queue
+                .update_finite(&mut View::<K>(&mut self.rec), i, next_i);
         } else {
-            f64::INFINITY
-        };
-        self.queue.update(&mut View::<K>(&mut self.rec), i, next_i);
+            self.queue.update_idle(&mut View::<K>(&mut self.rec), i);
+        }
         // SAFETY: sj is a site id (< sites.len()), site_diff_rate holds S per site.
         let a_j_new =
             a_j_old + unsafe { *self.site_diff_rate.get_unchecked(sj * s + species) } + gain;
-        let next_j = self.rescaled_time(t, t_j, a_j_old, a_j_new);
-        self.queue.update(&mut View::<K>(&mut self.rec), j, next_j);
+        if a_j_new > 0.0 {
+            let next_j = self.rescaled_finite(t, t_j, a_j_old, a_j_new);
+            self.queue
+                .update_finite(&mut View::<K>(&mut self.rec), j, next_j);
+        } else {
+            self.queue.update_idle(&mut View::<K>(&mut self.rec), j);
+        }
         Ok(())
     }
 }
