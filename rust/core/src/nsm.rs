@@ -1036,10 +1036,15 @@ impl Nsm {
         let base = i * self.st::<K>();
         let (ad, ar) = self.propensities::<K, M1>(base);
         let u = self.rng.uniform() * (ar + ad);
-        if (u < ar || ad <= 0.0) && ar > 0.0 {
-            self.fire_reaction::<K, M1>(t, i, u.min(ar))
-        } else {
+        // A reaction when u < ar (then ar > 0), or when only reactions can
+        // fire (u may round up to ar); tested in the order that puts the
+        // common diffusion after two well-predicted compares.
+        if u < ar {
+            self.fire_reaction::<K, M1>(t, i, u)
+        } else if ad > 0.0 || ar <= 0.0 {
             self.fire_diffusion::<K, M1>(t, i, ad, ar, (u - ar).max(0.0))
+        } else {
+            self.fire_reaction::<K, M1>(t, i, ar)
         }
     }
 
