@@ -228,11 +228,6 @@ impl Records {
     }
 
     #[inline(always)]
-    fn at(&self, id: usize, k: usize) -> u32 {
-        self.at_k::<0>(id, k)
-    }
-
-    #[inline(always)]
     fn time_k<const K: usize>(&self, id: usize) -> f64 {
         let p = self.row_ptr_k::<K>(id);
         // SAFETY: as in `at_k`.
@@ -252,23 +247,16 @@ impl Store for Records {
         self.time_k::<0>(id)
     }
     fn loc(&self, id: usize) -> u32 {
-        View::<0>::loc_of(self, id)
+        self.at_k::<0>(id, LOC)
     }
     fn tag(&self, id: usize) -> u32 {
-        self.at(id, SITE)
+        self.at_k::<0>(id, SITE)
     }
     fn set_loc(&mut self, id: usize, loc: u32) {
-        View::<0>(self).set_loc(id, loc);
+        self.put_k::<0>(id, LOC, loc);
     }
     fn set(&mut self, id: usize, time: f64, loc: u32) {
-        View::<0>(self).set(id, time, loc);
-    }
-}
-
-impl<const K: usize> View<'_, K> {
-    #[inline(always)]
-    fn loc_of(rec: &Records, id: usize) -> u32 {
-        rec.at_k::<K>(id, LOC)
+        self.set_k::<0>(id, time, loc);
     }
 }
 
@@ -279,7 +267,7 @@ impl<const K: usize> Store for View<'_, K> {
     }
     #[inline(always)]
     fn loc(&self, id: usize) -> u32 {
-        Self::loc_of(self.0, id)
+        self.0.at_k::<K>(id, LOC)
     }
     #[inline(always)]
     fn tag(&self, id: usize) -> u32 {
@@ -1414,12 +1402,6 @@ mod tests {
     use super::*;
     use crate::lattice::{cubic_lattice, voxel_index};
 
-    /// A point release: every molecule starts in one voxel, so at build time
-    /// one subvolume holds the only finite time. The calendar's bucket width
-    /// must still match the event spacing (1 / total propensity); a width
-    /// set from that lone time (as before) made `peek` walk ~1e4 empty
-    /// buckets per event until the first retune. Counts walked buckets, not
-    /// time, so it is robust on a loaded machine.
     /// The hot loop specialised for one mobile species must give bitwise
     /// the trajectory of the general loop: a mobile species that reacts with
     /// itself (A + A, the channel whose terms become -0 when A is gone) and
@@ -1471,6 +1453,12 @@ mod tests {
         }
     }
 
+    /// A point release: every molecule starts in one voxel, so at build time
+    /// one subvolume holds the only finite time. The calendar's bucket width
+    /// must still match the event spacing (1 / total propensity); a width
+    /// set from that lone time (as before) made `peek` walk ~1e4 empty
+    /// buckets per event until the first retune. Counts walked buckets, not
+    /// time, so it is robust on a loaded machine.
     #[test]
     fn point_release_walks_few_empty_buckets() {
         let shape = [37, 47, 91];
