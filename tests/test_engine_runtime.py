@@ -102,3 +102,52 @@ def test_count_overflow_during_run_raises_and_keeps_file(tmp_path):
         assert not res.complete
         assert np.all(res.total("A") == 2**32 - 1)
     assert os.path.exists(out)
+
+
+_LONG_OPSPLIT_STEP = """
+import redoxfield as rf
+from redoxfield import _core as core
+
+m = rf.Model()
+m.species("A")
+m.reaction("A -> A + A", k=1.0)
+opts = {"tau": 100.0}
+sim = rf.Simulation(
+    m, rf.Lattice((1, 1, 1), spacing=1.0), seed=1, solver="opsplit", solver_options=opts
+)
+sim.set_count("A", 10_000_000)
+engine = sim.make_engine()
+print("started", flush=True)
+try:
+    engine.advance(100.0)
+except KeyboardInterrupt:
+    print("interrupted at", engine.time, flush=True)
+try:
+    engine.advance(100.0)
+except core.CoreError as exc:
+    print("refused:", exc, flush=True)
+"""
+
+
+def test_sigint_stops_a_long_opsplit_step():
+    """One operator-splitting step of explosive autocatalysis (A -> 2 A from
+    1e7 molecules, tau = 100 s) is an exact SSA of about 1e9 events before its
+    runaway bound (tens of seconds). A real SIGINT inside that step must raise
+    KeyboardInterrupt (without the in-step cancel check the step runs on and
+    ends in the runaway ValueError instead), leave the time at the step's start
+    and make the solver refuse to go on from its partial state."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LONG_OPSPLIT_STEP],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "interrupted at 0.0", out
+    assert lines[1].startswith("refused: cancelled in the middle of the step from t = 0 s"), out

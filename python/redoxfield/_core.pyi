@@ -226,8 +226,10 @@ class OpSplitEngine:
         """Run steps up to t_stop (time is then exactly t_stop); returns True. With
         ``max_seconds``, returns False at a step boundary when that much wall time
         has passed; calling again continues the same step plan. GIL released;
-        Ctrl-C raises KeyboardInterrupt at a step boundary (every 8 steps).
-        CoreError on count overflow (the engine is then unusable)."""
+        Ctrl-C raises KeyboardInterrupt within ~0.1 s: between steps the engine
+        stays usable; inside a step (the steps run on a worker thread) the
+        engine is then unusable, its time left at the step's start. CoreError on
+        count overflow or after such an interrupt (the engine is unusable)."""
 
     def counts(self) -> NDArray[np.uint32]: ...
     def counts_into(self, out: NDArray[np.uint32]) -> None: ...

@@ -9,6 +9,10 @@ pub enum CoreError {
     /// An event would push a count past `u32::MAX`; the state is left as it was
     /// before that event.
     CountOverflow { species: usize, subvolume: usize },
+    /// The caller's cancel flag was seen in the middle of a step of the
+    /// operator-splitting solver: the state is partial and the solver refuses
+    /// to go on.
+    Cancelled { time: f64 },
 }
 
 impl fmt::Display for CoreError {
@@ -19,6 +23,11 @@ impl fmt::Display for CoreError {
                 f,
                 "count of species {species} in subvolume {subvolume} would exceed {} molecules",
                 u32::MAX
+            ),
+            CoreError::Cancelled { time } => write!(
+                f,
+                "cancelled in the middle of the step from t = {time} s; the state is \
+                 partial, so this solver cannot go on"
             ),
         }
     }

@@ -47,6 +47,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use rand_distr::Poisson;
@@ -78,6 +79,10 @@ const MAX_BIRTHS_PER_STEP: f64 = 1e7;
 /// molecule present are refused: a runaway (e.g. autocatalysis with a user
 /// tau far beyond the tolerance's) instead of a hang.
 const MAX_SSA_EVENTS: u64 = 1_000_000;
+
+/// Reaction events of one subvolume's SSA between two looks at the cancel
+/// flag (a power of two; a look costs one relaxed load).
+const CANCEL_CHECK_EVENTS: u64 = 1 << 16;
 
 /// Mobile molecules the diffusion phase can move in one step (its buffers
 /// hold one 8-byte record per molecule): a limitation of this solver.
@@ -454,6 +459,7 @@ struct Shared<'a> {
     channels: &'a [Vec<Channel>],
     changes: &'a [Vec<(u32, i64)>],
     factors: &'a [f64],
+    cancel: &'a AtomicBool,
 }
 
 /// The step plan of one advance segment: steps end at
@@ -496,6 +502,9 @@ pub struct OpSplit {
     steps: u64,
     plan: Option<Plan>,
     failed: Option<CoreError>,
+    /// Set by another thread (Ctrl-C) to stop `advance` soon: between steps it
+    /// pauses cleanly; inside a step's reaction phase it fails the solver.
+    cancel: Arc<AtomicBool>,
     /// Expected hops of the lattice walks (not drawn), accumulated per species.
     lattice_hops: Vec<f64>,
     tau_bound: f64,
@@ -773,6 +782,7 @@ impl OpSplit {
             steps: 0,
             plan: None,
             failed: None,
+            cancel: Arc::new(AtomicBool::new(false)),
             lattice_hops: vec![0.0; s],
             tau_bound: f64::NAN,
             tau_min: f64::INFINITY,
@@ -1023,12 +1033,19 @@ impl OpSplit {
         bytes as f64 / self.n as f64
     }
 
+    /// The flag another thread sets to stop a running `advance` soon (see
+    /// `advance`); it stays set until the caller clears it.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cancel)
+    }
+
     /// Run steps up to t_stop, at most `max_steps` of them. Steps are laid
     /// out per segment between the current time, every rate switch and
     /// t_stop (equal steps no longer than the bound, the last ending exactly
     /// on the segment end); a call that pauses continues the same plan.
-    /// After a run-time error (count overflow) the state is not consistent
-    /// and every later call returns that error.
+    /// After a run-time error (count overflow, or a cancel seen inside a
+    /// step) the state is not consistent and every later call returns that
+    /// error. A cancel seen between steps pauses (the caller clears the flag).
     pub fn advance(&mut self, t_stop: f64, max_steps: u64) -> Result<Advance, CoreError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
@@ -1078,7 +1095,7 @@ impl OpSplit {
             };
             self.build_tables((plan.t_end - plan.t_start) / plan.n as f64);
             while plan.done < plan.n {
-                if taken == max_steps {
+                if taken == max_steps || self.cancel.load(AtomicOrdering::Relaxed) {
                     self.plan = Some(plan);
                     return Ok(Advance::Paused);
                 }
@@ -1125,6 +1142,7 @@ impl OpSplit {
             channels: &self.channels,
             changes: &self.changes,
             factors: &self.factors,
+            cancel: &self.cancel,
         };
         let blocks = &mut self.blocks;
         let moves = &mut self.moves;
@@ -1448,6 +1466,9 @@ fn react(sh: &Shared, b: usize, blk: &mut Block, t0: f64, t1: f64) -> Result<(),
 
     *ssa_runs += cand.len() as u64;
     for &i in cand.iter() {
+        if sh.cancel.load(AtomicOrdering::Relaxed) {
+            return Err(CoreError::Cancelled { time: t0 });
+        }
         let i = i as usize;
         let loc = i - lo;
         rc.set_mark(cells, loc, false);
@@ -1463,6 +1484,10 @@ fn react(sh: &Shared, b: usize, blk: &mut Block, t0: f64, t1: f64) -> Result<(),
         let mut fired = 0u64;
         loop {
             fired += 1;
+            if fired.is_multiple_of(CANCEL_CHECK_EVENTS) && sh.cancel.load(AtomicOrdering::Relaxed)
+            {
+                return Err(CoreError::Cancelled { time: t0 });
+            }
             if fired > budget {
                 return invalid(format!(
                     "more than {budget} reaction events in subvolume {i} within one step \
@@ -2004,5 +2029,69 @@ mod tests {
         assert!(s.advance(0.0005, u64::MAX).is_err());
         assert!(s.advance(f64::NAN, u64::MAX).is_err());
         assert!(s.advance(f64::INFINITY, u64::MAX).is_err());
+    }
+
+    /// A -> 2A in one voxel from 1e7 molecules grows without bound: one step
+    /// of the reaction phase is an exact SSA of ~1e9 events (its runaway
+    /// budget) before it fails. A cancel set by another thread must stop
+    /// it inside the step (an error naming the step's start; the solver is
+    /// then refused), and a cancel seen between steps must pause cleanly.
+    #[test]
+    fn cancel_stops_a_runaway_step_and_pauses_between_steps() {
+        let p = Problem {
+            n_species: 1,
+            graph: SubvolumeGraph {
+                volumes: vec![1.0],
+                edge_offsets: vec![0, 0],
+                edge_targets: vec![],
+                edge_coupling: vec![],
+                edge_class: vec![],
+            },
+            transport_coefficients: vec![0.0],
+            reactions: vec![Reaction {
+                reactants: vec![0],
+                products: vec![0, 0],
+            }],
+            rate_class: vec![0],
+            rate_constants: vec![1.0],
+            initial_counts: vec![10_000_000],
+            schedule: RateSchedule::default(),
+        };
+        let opts = OpSplitOptions {
+            tau: Some(100.0),
+            ..OpSplitOptions::default()
+        };
+        let mut s = OpSplit::new(&p, 5, 0, opts.clone()).unwrap();
+        let flag = s.cancel_flag();
+        let watchdog = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            flag.store(true, AtomicOrdering::Relaxed);
+        });
+        let outcome = s.advance(100.0, u64::MAX);
+        watchdog.join().unwrap();
+        assert_eq!(outcome, Err(CoreError::Cancelled { time: 0.0 }));
+        assert_eq!(s.time(), 0.0);
+        assert!(s.reaction_events()[0] > 0);
+        assert_eq!(
+            s.advance(100.0, u64::MAX),
+            Err(CoreError::Cancelled { time: 0.0 })
+        );
+
+        // Between steps: set before the call, nothing runs; cleared, it goes on.
+        let decay = Problem {
+            reactions: vec![Reaction {
+                reactants: vec![0],
+                products: vec![],
+            }],
+            ..p
+        };
+        let mut s = OpSplit::new(&decay, 5, 0, opts).unwrap();
+        s.cancel_flag().store(true, AtomicOrdering::Relaxed);
+        assert_eq!(s.advance(300.0, u64::MAX), Ok(Advance::Paused));
+        assert_eq!((s.time(), s.steps()), (0.0, 0));
+        s.cancel_flag().store(false, AtomicOrdering::Relaxed);
+        assert_eq!(s.advance(300.0, u64::MAX), Ok(Advance::Reached));
+        assert_eq!(s.steps(), 3);
+        assert_eq!(s.totals(), vec![0]);
     }
 }

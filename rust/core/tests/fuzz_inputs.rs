@@ -196,6 +196,26 @@ fn fuzz_problem_validation_and_construction() {
 
 /// The approximate solver and the ensemble runner on the same random
 /// problems, with random schedules, options and stop times: never a panic.
+/// Runs `work` while a watchdog thread sets `cancel` (the flag Ctrl-C sets)
+/// once 200 ms have passed, unless `work` returned before.
+fn with_watchdog<R>(cancel: &AtomicBool, work: impl FnOnce() -> R) -> R {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let t0 = Instant::now();
+            while !done.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_millis(200) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if !done.load(Ordering::Relaxed) {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        });
+        let out = work();
+        done.store(true, Ordering::Relaxed);
+        out
+    })
+}
+
 #[test]
 fn fuzz_opsplit_and_ensemble() {
     let (iters, limit) = budget();
@@ -262,9 +282,14 @@ fn fuzz_opsplit_and_ensemble() {
             let built = match OpSplit::new(&p, seed, 0, options.clone()) {
                 Err(_) => false,
                 Ok(mut s) => {
-                    for &t in &stops {
-                        let _ = s.advance(t, 200);
-                    }
+                    // One step of explosive autocatalysis is an SSA of ~1e9 events
+                    // before its runaway bound: the watchdog's cancel ends it.
+                    let flag = s.cancel_flag();
+                    with_watchdog(&flag, || {
+                        for &t in &stops {
+                            let _ = s.advance(t, 200);
+                        }
+                    });
                     let _ = (
                         s.totals(),
                         s.counts(),
@@ -284,21 +309,9 @@ fn fuzz_opsplit_and_ensemble() {
             }
             if !huge {
                 // Rates are hostile too (a 1e300 /s source is 4e9 exact events
-                // before its count overflows): a watchdog cancels the run after
-                // 200 ms, through the same flag Ctrl-C sets.
-                let done = AtomicBool::new(false);
-                std::thread::scope(|sc| {
-                    sc.spawn(|| {
-                        let t0 = Instant::now();
-                        while !done.load(Ordering::Relaxed)
-                            && t0.elapsed() < Duration::from_millis(200)
-                        {
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
-                        cancel.store(true, Ordering::Relaxed);
-                    });
+                // before its count overflows): the watchdog cancels the run.
+                with_watchdog(&cancel, || {
                     let _ = ensemble_totals(&p, seed, &[0, 1], &times, &[vec![0]], 1, &cancel);
-                    done.store(true, Ordering::Relaxed);
                 });
             }
             built

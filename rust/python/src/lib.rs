@@ -3,6 +3,8 @@
 //! Python exceptions. No simulation logic lives here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use numpy::ndarray::{Array2, Array3, Array4};
@@ -79,6 +81,7 @@ impl Names {
                     u32::MAX
                 ))
             }
+            CoreError::Cancelled { .. } => exceptions::CoreError::new_err(err.to_string()),
         }
     }
 }
@@ -264,12 +267,16 @@ trait Engine: Send {
     fn reaction_events(&self) -> Vec<u64>;
     /// A bounded piece of work towards t_stop, between two Ctrl-C checks.
     fn advance_slice(&mut self, t_stop: f64) -> Result<Advance, CoreError>;
+    /// A flag that stops a running slice from another thread, for solvers
+    /// whose slice has no bound on its work (one operator-splitting step can
+    /// be an endless SSA); None if a slice is always short.
+    fn cancel_flag(&self) -> Option<Arc<AtomicBool>>;
 }
 
 /// The trait methods of `Engine` for a core solver type, forwarding to its
 /// inherent methods of the same names.
 macro_rules! engine_impl {
-    ($t:ty, $slice:expr) => {
+    ($t:ty, $slice:expr, $cancel:expr) => {
         impl Engine for $t {
             fn n_subvolumes(&self) -> usize {
                 <$t>::n_subvolumes(self)
@@ -301,11 +308,16 @@ macro_rules! engine_impl {
             fn advance_slice(&mut self, t_stop: f64) -> Result<Advance, CoreError> {
                 <$t>::advance(self, t_stop, $slice)
             }
+            fn cancel_flag(&self) -> Option<Arc<AtomicBool>> {
+                $cancel(self)
+            }
         }
     };
 }
-engine_impl!(Nsm, EVENTS_PER_SLICE);
-engine_impl!(OpSplit, STEPS_PER_SLICE);
+engine_impl!(Nsm, EVENTS_PER_SLICE, |_: &Nsm| None);
+engine_impl!(OpSplit, STEPS_PER_SLICE, |e: &OpSplit| Some(
+    e.cancel_flag()
+));
 
 /// `advance` of both engine classes: work in slices with the GIL released,
 /// report progress, honour Ctrl-C and the wall-time budget between slices.
@@ -322,6 +334,9 @@ fn advance_engine<E: Engine>(
             "t_stop = {t_stop} must be finite"
         )));
     }
+    if let Some(cancel) = engine.cancel_flag() {
+        return advance_watched(py, engine, &cancel, names, t_stop, progress, max_seconds);
+    }
     let start = Instant::now();
     loop {
         let outcome = py.detach(|| engine.advance_slice(t_stop));
@@ -337,6 +352,107 @@ fn advance_engine<E: Engine>(
             return Ok(false);
         }
     }
+}
+
+/// What the worker of `advance_watched` reports after each slice: the
+/// outcome, the time and the events so far.
+type SliceReport = (Result<Advance, CoreError>, f64, u64);
+
+/// `advance_engine` for a solver whose slice can run for long: the slices run
+/// on a worker thread while this (the main) thread, with the GIL released,
+/// waits for each report and looks for Ctrl-C every 50 ms (Python delivers
+/// signals to the main thread only). On Ctrl-C it sets the solver's cancel
+/// flag and waits for the worker, which stops between steps (the solver stays
+/// usable) or inside one (the solver then refuses to go on).
+fn advance_watched<E: Engine>(
+    py: Python<'_>,
+    engine: &mut E,
+    cancel: &AtomicBool,
+    names: &Names,
+    t_stop: f64,
+    progress: Option<Bound<'_, PyAny>>,
+    max_seconds: Option<f64>,
+) -> PyResult<bool> {
+    cancel.store(false, Ordering::Relaxed);
+    let start = Instant::now();
+    let (report, reports) = mpsc::channel::<SliceReport>();
+    let (go_on, orders) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(move || loop {
+            let outcome = engine.advance_slice(t_stop);
+            let last = outcome != Ok(Advance::Paused);
+            if report
+                .send((outcome, engine.time(), engine.total_events()))
+                .is_err()
+                || last
+                || orders.recv().is_err()
+            {
+                return;
+            }
+        });
+        // The receiver is not Sync: it travels into each GIL-free wait and back.
+        let mut reports = Some(reports);
+        let result = loop {
+            let rx = reports
+                .take()
+                .expect("the receiver is put back after each wait");
+            let (got, rx) = py.detach(move || {
+                let got = rx.recv_timeout(Duration::from_millis(50));
+                (got, rx)
+            });
+            reports = Some(rx);
+            let (outcome, time, events) = match got {
+                Err(RecvTimeoutError::Timeout) => match py.check_signals() {
+                    Ok(()) => continue,
+                    Err(e) => break Err(e),
+                },
+                Err(RecvTimeoutError::Disconnected) => {
+                    break Err(PyRuntimeError::new_err(
+                        "the solver's worker thread panicked",
+                    ))
+                }
+                Ok(r) => r,
+            };
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(e) => break Err(names.error(e)),
+            };
+            if let Some(cb) = &progress {
+                if let Err(e) = cb.call1((time, events)) {
+                    break Err(e);
+                }
+            }
+            if outcome == Advance::Reached {
+                break Ok(true);
+            }
+            if let Err(e) = py.check_signals() {
+                break Err(e);
+            }
+            if max_seconds.is_some_and(|m| start.elapsed().as_secs_f64() >= m) {
+                break Ok(false);
+            }
+            if go_on.send(()).is_err() {
+                break Err(PyRuntimeError::new_err(
+                    "the solver's worker thread stopped",
+                ));
+            }
+        };
+        // Whatever ended the wait, the worker must stop before the engine is
+        // used again: a dropped order channel ends it after its slice, the
+        // flag ends a slice that is still running.
+        drop(go_on);
+        if result.is_err() {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        let joined = py.detach(move || worker.join());
+        cancel.store(false, Ordering::Relaxed);
+        match joined {
+            Ok(()) => result,
+            Err(_) => Err(PyRuntimeError::new_err(
+                "the solver's worker thread panicked",
+            )),
+        }
+    })
 }
 
 fn counts_array<'py, E: Engine>(py: Python<'py>, e: &E) -> PyResult<Bound<'py, PyArray2<u32>>> {
