@@ -31,22 +31,32 @@ def _run_b1_script(out: str) -> str:
     )
 
 
-def test_sigint_stops_run_cleanly_with_keyboard_interrupt(tmp_path):
-    """A real SIGINT mid-run: the process ends with KeyboardInterrupt, and the
-    file exists under its final name, is marked incomplete and holds the samples
-    written so far (each readable, totals consistent with the counts)."""
-    out = tmp_path / "interrupted.h5"
+def _interrupt_script(
+    script: str, after_s: float, timeout_s: float
+) -> tuple[subprocess.Popen, str, str]:
+    """Run `script` in a new interpreter; once it prints "started", wait
+    `after_s` and send it a real SIGINT. Returns the process, the rest of its
+    stdout and its stderr."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _run_b1_script(str(out))],
+        [sys.executable, "-c", script],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
-    time.sleep(2.0)
+    time.sleep(after_s)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=timeout_s)
+    return proc, out, err
+
+
+def test_sigint_stops_run_cleanly_with_keyboard_interrupt(tmp_path):
+    """A real SIGINT mid-run: the process ends with KeyboardInterrupt, and the
+    file exists under its final name, is marked incomplete and holds the samples
+    written so far (each readable, totals consistent with the counts)."""
+    out = tmp_path / "interrupted.h5"
+    proc, _, err = _interrupt_script(_run_b1_script(str(out)), after_s=2.0, timeout_s=60)
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in err
     with rf.Result.load(out) as res:
@@ -136,17 +146,7 @@ def test_sigint_stops_a_long_opsplit_step():
     KeyboardInterrupt (without the in-step cancel check the step runs on and
     ends in the runaway ValueError instead), leave the time at the step's start
     and make the solver refuse to go on from its partial state."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _LONG_OPSPLIT_STEP],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "started"
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    proc, out, err = _interrupt_script(_LONG_OPSPLIT_STEP, after_s=1.0, timeout_s=120)
     assert proc.returncode == 0, err
     lines = out.splitlines()
     assert lines[0] == "interrupted at 0.0", out

@@ -2043,9 +2043,7 @@ mod tests {
             graph: SubvolumeGraph {
                 volumes: vec![1.0],
                 edge_offsets: vec![0, 0],
-                edge_targets: vec![],
-                edge_coupling: vec![],
-                edge_class: vec![],
+                ..SubvolumeGraph::default()
             },
             transport_coefficients: vec![0.0],
             reactions: vec![Reaction {
