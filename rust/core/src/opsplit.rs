@@ -1656,6 +1656,24 @@ mod tests {
         }
     }
 
+    /// One species in one closed subvolume of volume 1 (no diffusion).
+    fn one_voxel(reactions: Vec<Reaction>, rate_constants: Vec<f64>, n0: u32) -> Problem {
+        Problem {
+            n_species: 1,
+            graph: SubvolumeGraph {
+                volumes: vec![1.0],
+                edge_offsets: vec![0, 0],
+                ..SubvolumeGraph::default()
+            },
+            transport_coefficients: vec![0.0],
+            reactions,
+            rate_class: vec![0],
+            rate_constants,
+            initial_counts: vec![n0],
+            schedule: RateSchedule::default(),
+        }
+    }
+
     #[test]
     fn skellam_matches_its_moments_and_sums_to_one() {
         for &lambda in &[1e-4, 0.3, 2.0, 37.5, 900.0] {
@@ -1921,15 +1939,8 @@ mod tests {
     /// g = 10 /s), tolerance 5 standard errors.
     #[test]
     fn birth_death_is_poisson() {
-        let p = Problem {
-            n_species: 1,
-            graph: SubvolumeGraph {
-                volumes: vec![1.0],
-                edge_offsets: vec![0, 0],
-                ..SubvolumeGraph::default()
-            },
-            transport_coefficients: vec![0.0],
-            reactions: vec![
+        let p = one_voxel(
+            vec![
                 Reaction {
                     reactants: vec![],
                     products: vec![0],
@@ -1939,11 +1950,9 @@ mod tests {
                     products: vec![],
                 },
             ],
-            rate_class: vec![0],
-            rate_constants: vec![200.0, 10.0],
-            initial_counts: vec![20],
-            schedule: RateSchedule::default(),
-        };
+            vec![200.0, 10.0],
+            20,
+        );
         // One subvolume: the reaction phase is the whole dynamics, exact for
         // any tau.
         let opts = OpSplitOptions {
@@ -1968,24 +1977,18 @@ mod tests {
     fn schedule_switches_land_on_step_boundaries() {
         // A source switched off at t = 0.3: no birth after it.
         let p = Problem {
-            n_species: 1,
-            graph: SubvolumeGraph {
-                volumes: vec![1.0],
-                edge_offsets: vec![0, 0],
-                ..SubvolumeGraph::default()
-            },
-            transport_coefficients: vec![0.0],
-            reactions: vec![Reaction {
-                reactants: vec![],
-                products: vec![0],
-            }],
-            rate_class: vec![0],
-            rate_constants: vec![1000.0],
-            initial_counts: vec![0],
             schedule: RateSchedule {
                 times: vec![0.3],
                 factors: vec![0.0],
             },
+            ..one_voxel(
+                vec![Reaction {
+                    reactants: vec![],
+                    products: vec![0],
+                }],
+                vec![1000.0],
+                0,
+            )
         };
         let mut s = OpSplit::new(
             &p,
@@ -2038,23 +2041,14 @@ mod tests {
     /// then refused), and a cancel seen between steps must pause cleanly.
     #[test]
     fn cancel_stops_a_runaway_step_and_pauses_between_steps() {
-        let p = Problem {
-            n_species: 1,
-            graph: SubvolumeGraph {
-                volumes: vec![1.0],
-                edge_offsets: vec![0, 0],
-                ..SubvolumeGraph::default()
-            },
-            transport_coefficients: vec![0.0],
-            reactions: vec![Reaction {
+        let p = one_voxel(
+            vec![Reaction {
                 reactants: vec![0],
                 products: vec![0, 0],
             }],
-            rate_class: vec![0],
-            rate_constants: vec![1.0],
-            initial_counts: vec![10_000_000],
-            schedule: RateSchedule::default(),
-        };
+            vec![1.0],
+            10_000_000,
+        );
         let opts = OpSplitOptions {
             tau: Some(100.0),
             ..OpSplitOptions::default()
