@@ -958,15 +958,21 @@ impl Nsm {
         let mut fired = 0u64;
         // The subvolume whose neighbours the last hint prefetched.
         let mut prefetched = u32::MAX;
+        // Events stop after this time; +inf never fires (a finite bound
+        // makes `t > bound` cover it, one compare less per event).
+        let bound = t_stop.min(f64::MAX);
+        // The static group's earliest event, re-read only after the events
+        // that can change that group (a hop leaves it as it was).
+        let mut static_top = self.static_queue.peek();
         loop {
-            let (ts, is) = self.static_queue.peek();
+            let (ts, is) = static_top;
             // The calendar stays at or before ts, so that a static event
             // may file fast times from ts on (see `peek_before`).
             let (t, i) = self.queue.peek_before(&mut View::<K>(&mut self.rec), ts);
             // On a tie the fast group goes first (a fixed rule: deterministic).
             let static_first = ts < t;
             let t = if static_first { ts } else { t };
-            if t > t_stop || t == f64::INFINITY {
+            if t > bound {
                 self.time = t_stop;
                 return Ok((Advance::Reached, fired));
             }
@@ -976,6 +982,7 @@ impl Nsm {
             self.time = t;
             if static_first {
                 self.fire_static::<K, M1>(t, is)?;
+                static_top = self.static_queue.peek();
             } else {
                 if prefetched != i as u32 {
                     // The hint missed: start loading the neighbours (one of
@@ -984,7 +991,9 @@ impl Nsm {
                     self.prefetch_neighbours::<K>(i, self.rec.at_k::<K>(i, SITE) as usize);
                 }
                 prefetched = self.prefetch_hint::<K>();
-                self.fire::<K, M1>(t, i)?;
+                if self.fire::<K, M1>(t, i)? == Fired::Reaction {
+                    static_top = self.static_queue.peek();
+                }
                 self.queue.note_event(&mut View::<K>(&mut self.rec), t);
             }
             fired += 1;
@@ -1019,8 +1028,14 @@ impl Nsm {
         }
     }
 
+    /// Fire subvolume i's fast group at time t; says whether a reaction ran
+    /// (which may have changed the static group) or a hop (which cannot).
     #[inline(always)]
-    fn fire<const K: usize, const M1: bool>(&mut self, t: f64, i: usize) -> Result<(), CoreError> {
+    fn fire<const K: usize, const M1: bool>(
+        &mut self,
+        t: f64,
+        i: usize,
+    ) -> Result<Fired, CoreError> {
         let base = i * self.st::<K>();
         let (ad, ar) = self.propensities::<K, M1>(base);
         let u = self.rng.uniform() * (ar + ad);
@@ -1028,11 +1043,14 @@ impl Nsm {
         // fire (u may round up to ar); tested in the order that puts the
         // common diffusion after two well-predicted compares.
         if u < ar {
-            self.fire_reaction::<K, M1>(t, i, u)
+            self.fire_reaction::<K, M1>(t, i, u)?;
+            Ok(Fired::Reaction)
         } else if ad > 0.0 || ar <= 0.0 {
-            self.fire_diffusion::<K, M1>(t, i, ad, ar, (u - ar).max(0.0))
+            self.fire_diffusion::<K, M1>(t, i, ad, ar, (u - ar).max(0.0))?;
+            Ok(Fired::Hop)
         } else {
-            self.fire_reaction::<K, M1>(t, i, ar)
+            self.fire_reaction::<K, M1>(t, i, ar)?;
+            Ok(Fired::Reaction)
         }
     }
 
@@ -1323,6 +1341,13 @@ impl Nsm {
         }
         Ok(())
     }
+}
+
+/// What a fast-group event turned out to be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fired {
+    Reaction,
+    Hop,
 }
 
 /// A reaction channel evaluated on a row of counts (the NSM's and the
