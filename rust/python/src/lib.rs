@@ -341,17 +341,36 @@ fn advance_engine<E: Engine>(
     loop {
         let outcome = py.detach(|| engine.advance_slice(t_stop));
         let outcome = outcome.map_err(|e| names.error(e))?;
-        if let Some(cb) = &progress {
-            cb.call1((engine.time(), engine.total_events()))?;
-        }
-        if outcome == Advance::Reached {
-            return Ok(true);
-        }
-        py.check_signals()?;
-        if max_seconds.is_some_and(|m| start.elapsed().as_secs_f64() >= m) {
-            return Ok(false);
+        let report = (engine.time(), engine.total_events());
+        if let Some(done) = between_slices(py, outcome, report, &progress, start, max_seconds)? {
+            return Ok(done);
         }
     }
+}
+
+/// What both advance loops do after a slice that ended with `outcome` at
+/// (time, events): report progress, then stop with `advance`'s return value
+/// (Some) when t_stop is reached or the wall-time budget is spent, or go on
+/// (None); Ctrl-C and a raising callback are errors.
+fn between_slices(
+    py: Python<'_>,
+    outcome: Advance,
+    (time, events): (f64, u64),
+    progress: &Option<Bound<'_, PyAny>>,
+    start: Instant,
+    max_seconds: Option<f64>,
+) -> PyResult<Option<bool>> {
+    if let Some(cb) = progress {
+        cb.call1((time, events))?;
+    }
+    if outcome == Advance::Reached {
+        return Ok(Some(true));
+    }
+    py.check_signals()?;
+    if max_seconds.is_some_and(|m| start.elapsed().as_secs_f64() >= m) {
+        return Ok(Some(false));
+    }
+    Ok(None)
 }
 
 /// What the worker of `advance_watched` reports after each slice: the
@@ -417,19 +436,10 @@ fn advance_watched<E: Engine>(
                 Ok(o) => o,
                 Err(e) => break Err(names.error(e)),
             };
-            if let Some(cb) = &progress {
-                if let Err(e) = cb.call1((time, events)) {
-                    break Err(e);
-                }
-            }
-            if outcome == Advance::Reached {
-                break Ok(true);
-            }
-            if let Err(e) = py.check_signals() {
-                break Err(e);
-            }
-            if max_seconds.is_some_and(|m| start.elapsed().as_secs_f64() >= m) {
-                break Ok(false);
+            match between_slices(py, outcome, (time, events), &progress, start, max_seconds) {
+                Ok(None) => {}
+                Ok(Some(done)) => break Ok(done),
+                Err(e) => break Err(e),
             }
             if go_on.send(()).is_err() {
                 break Err(PyRuntimeError::new_err(
