@@ -194,8 +194,6 @@ fn fuzz_problem_validation_and_construction() {
     assert!(built > 0 && refused > 0);
 }
 
-/// The approximate solver and the ensemble runner on the same random
-/// problems, with random schedules, options and stop times: never a panic.
 /// Runs `work` while a watchdog thread sets `cancel` (the flag Ctrl-C sets)
 /// once 200 ms have passed, unless `work` returned before.
 fn with_watchdog<R>(cancel: &AtomicBool, work: impl FnOnce() -> R) -> R {
@@ -216,6 +214,8 @@ fn with_watchdog<R>(cancel: &AtomicBool, work: impl FnOnce() -> R) -> R {
     })
 }
 
+/// The approximate solver and the ensemble runner on the same random
+/// problems, with random schedules, options and stop times: never a panic.
 #[test]
 fn fuzz_opsplit_and_ensemble() {
     let (iters, limit) = budget();
