@@ -56,12 +56,17 @@ class NsmEngine:
         species_names: Sequence[str] | None = None,
         schedule_times: NDArray[np.float64] | None = None,
         schedule_factors: NDArray[np.float64] | None = None,
+        layout: NDArray[np.int64] | None = None,
     ) -> None:
         """Validate every array (ValueError naming the array and the index on bad
         input) and build the engine at time 0. ``schedule_times`` (T,) strictly
         increasing and ``schedule_factors`` (T, R): from ``schedule_times[k]`` on,
         reaction r runs at ``schedule_factors[k, r]`` times its constants (1 before
-        the first time); switches happen exactly at their times."""
+        the first time); switches happen exactly at their times. ``layout`` (N,):
+        a permutation of the subvolumes to store them in (``layout[k]`` at position
+        k; ``SubvolumeGraph.storage_order``); only memory locality changes, every
+        array in and out (counts, errors naming a subvolume) stays in the given
+        order. Checkpoints are of the stored state: restore with the same layout."""
 
     @property
     def time(self) -> float:
@@ -98,6 +103,7 @@ class NsmEngine:
         species_names: Sequence[str] | None = None,
         schedule_times: NDArray[np.float64] | None = None,
         schedule_factors: NDArray[np.float64] | None = None,
+        layout: NDArray[np.int64] | None = None,
         **ignored: object,
     ) -> NsmEngine:
         """The engine of these arrays (the ones the checkpoint was taken from;
@@ -169,6 +175,7 @@ class OpSplitEngine:
         species_names: Sequence[str] | None = None,
         schedule_times: NDArray[np.float64] | None = None,
         schedule_factors: NDArray[np.float64] | None = None,
+        layout: NDArray[np.int64] | None = None,
         tolerance: float | None = None,
         tau: float | None = None,
         threads: int = 0,
@@ -178,7 +185,9 @@ class OpSplitEngine:
         times); ``tolerance`` (default 0.01): the largest per-molecule reaction
         probability per step, tau = -ln(1 - tolerance) / k_max; ``tau``: a fixed
         largest step (s) instead; ``threads``: worker threads, 0 for one per
-        core. ValueError naming the bad argument on bad input."""
+        core; ``layout`` is validated and otherwise unused (the operator-splitting
+        solver keeps the given order). ValueError naming the bad argument on bad
+        input."""
 
     @property
     def time(self) -> float: ...
@@ -259,6 +268,7 @@ def run_ensemble_totals(
     species_names: Sequence[str] | None = None,
     schedule_times: NDArray[np.float64] | None = None,
     schedule_factors: NDArray[np.float64] | None = None,
+    layout: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64] | None, NDArray[np.uint64]]:
     """Exact NSM replicates (streams (seed, r) for r in ``replicates``) in parallel
     threads, GIL released: (totals (R, T, S), region totals (R, T, G, S) or None,

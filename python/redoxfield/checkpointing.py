@@ -41,8 +41,10 @@ _PROBLEM_KEYS = (
     "rate_constants",
     "counts",
 )
-#: Present only when the run has a rate schedule (protocol).
-_SCHEDULE_KEYS = ("schedule_times", "schedule_factors")
+#: Engine arrays present only in some runs: a rate schedule (protocol), a
+#: storage layout (meshes); files written before "layout" existed restore
+#: without it.
+_OPTIONAL_KEYS = ("schedule_times", "schedule_factors", "layout")
 
 
 def _pack(seq: int, sample_index: int, state: bytes) -> np.ndarray:
@@ -86,7 +88,7 @@ class Checkpointer:
             pg = g.create_group("problem")
             for key in _PROBLEM_KEYS:
                 pg.create_dataset(key, data=np.asarray(problem_arrays[key]), compression="gzip")
-            for key in _SCHEDULE_KEYS:
+            for key in _OPTIONAL_KEYS:
                 if key in problem_arrays:
                     pg.create_dataset(key, data=np.asarray(problem_arrays[key]))
             g.create_dataset("times", data=np.asarray(times, dtype=np.float64))
@@ -131,7 +133,7 @@ def read_problem(file: h5py.File) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The engine arrays and the sample times stored with the checkpoints."""
     pg = file["checkpoint/problem"]
     arrays = {key: np.ascontiguousarray(pg[key][()]) for key in _PROBLEM_KEYS}
-    for key in _SCHEDULE_KEYS:
+    for key in _OPTIONAL_KEYS:
         if key in pg:
-            arrays[key] = np.ascontiguousarray(pg[key][()], dtype=np.float64)
+            arrays[key] = np.ascontiguousarray(pg[key][()])
     return arrays, np.asarray(file["checkpoint/times"][()], dtype=np.float64)

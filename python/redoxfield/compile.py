@@ -93,9 +93,13 @@ class CoreProblem:
     transport_class_names: tuple[str, ...]
     rate_class: NDArray[np.int64]  # (N,)
     rate_constants: NDArray[np.float64]  # (n_rate_classes, R)
+    #: Storage order for the exact solver (SubvolumeGraph.storage_order); None:
+    #: as given. Results are in the graph's order either way.
+    layout: NDArray[np.int64] | None = None
 
     def engine_kwargs(self) -> dict[str, object]:
         net = self.network
+        extra = {} if self.layout is None else {"layout": self.layout}
         return {
             "volumes": self.volumes,
             "edge_offsets": self.edge_offsets,
@@ -109,6 +113,7 @@ class CoreProblem:
             "rate_class": self.rate_class,
             "rate_constants": self.rate_constants,
             "species_names": list(net.species),
+            **extra,
         }
 
     def propensity_constants(self) -> NDArray[np.float64]:
@@ -279,4 +284,5 @@ def compile_problem(model: Model, graph: SubvolumeGraph) -> CoreProblem:
         transport_class_names=class_names,
         rate_class=rate_class,
         rate_constants=np.ascontiguousarray(constants),
+        layout=graph.storage_order(),
     )

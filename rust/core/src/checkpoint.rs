@@ -389,15 +389,17 @@ impl Nsm {
             let a_static = nsm.static_propensity::<0>(i * stride);
             if !(a + a_static).is_finite() {
                 return invalid(format!(
-                    "checkpoint: the total propensity of subvolume {i} is not finite"
+                    "checkpoint: the total propensity of subvolume {} is not finite",
+                    nsm.external_id(i)
                 ));
             }
             total_rate += a;
             for (what, t, a) in [("", t, a), ("static ", ts, a_static)] {
                 if !reachable(t, a) {
                     return invalid(format!(
-                        "checkpoint: {what}next-event time {t} of subvolume {i} is not \
+                        "checkpoint: {what}next-event time {t} of subvolume {} is not \
                          reachable (time {}, propensity {a})",
+                        nsm.external_id(i),
                         d.time
                     ));
                 }
@@ -467,10 +469,11 @@ impl Nsm {
             }
             if bound.is_nan() || bound >= limit {
                 return invalid(format!(
-                    "propensity overflow: in subvolume {i} the total propensity could reach \
+                    "propensity overflow: in subvolume {} the total propensity could reach \
                      {bound:e} /s (largest term: {} with {:e} /s at the count limit of {} \
                      molecules), beyond the floating-point range; a rate constant or a \
                      transport coefficient is far too large",
+                    self.external_id(i),
                     worst.1,
                     worst.0,
                     u32::MAX
@@ -522,6 +525,7 @@ mod tests {
             rate_constants: vec![0.05, 3.0, 40.0, 1.0],
             initial_counts: counts,
             schedule: Default::default(),
+            layout: Vec::new(),
         }
     }
 

@@ -152,6 +152,7 @@ mod tests {
             rate_constants: vec![3.0, 2.0, 1.0],
             initial_counts: vec![1; 2 * n],
             schedule: Default::default(),
+            layout: Vec::new(),
         };
         let times = [0.0, 0.5, 1.0, 2.0];
         let regions = vec![vec![0, 1, 2], (0..n as u32).collect()];

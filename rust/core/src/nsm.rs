@@ -342,6 +342,9 @@ pub struct Nsm {
     total_events: u64,
     diffusion_events: Vec<u64>,
     reaction_events: Vec<u64>,
+    /// The caller's index of the subvolume stored at each position (the
+    /// problem's layout); empty when they are stored in the caller's order.
+    external: Vec<u32>,
 }
 
 /// Outcome of `advance`.
@@ -356,6 +359,27 @@ pub enum Advance {
 impl Nsm {
     pub fn new(problem: &Problem, seed: u64, replicate: u64) -> Result<Self, CoreError> {
         problem.validate()?;
+        if problem.layout.is_empty() {
+            Self::build(problem, Vec::new(), seed, replicate)
+        } else {
+            Self::build(
+                &problem.in_layout_order(),
+                problem.layout.clone(),
+                seed,
+                replicate,
+            )
+        }
+    }
+
+    /// The solver of a validated `problem` stored in its own order, whose
+    /// position k is the caller's subvolume `external[k]` (empty: k).
+    fn build(
+        problem: &Problem,
+        external: Vec<u32>,
+        seed: u64,
+        replicate: u64,
+    ) -> Result<Self, CoreError> {
+        let ext = |i: usize| external.get(i).map_or(i, |&e| e as usize);
         let n = problem.n_subvolumes();
         let s = problem.n_species;
         let r = problem.n_reactions();
@@ -482,8 +506,9 @@ impl Nsm {
                     for (sp, &rate) in rates.iter().enumerate() {
                         if !rate.is_finite() {
                             return invalid(format!(
-                                "transport rate of species {sp} out of subvolume {i} is not \
-                                 finite (coefficient * coupling / volume overflows)"
+                                "transport rate of species {sp} out of subvolume {} is not \
+                                 finite (coefficient * coupling / volume overflows)",
+                                ext(i)
                             ));
                         }
                     }
@@ -595,6 +620,7 @@ impl Nsm {
             total_events: 0,
             diffusion_events: vec![0; s],
             reaction_events: vec![0; r],
+            external,
         };
         let factors = nsm.schedule.factors_at(0.0, r);
         nsm.set_factors(&factors);
@@ -605,7 +631,8 @@ impl Nsm {
             total_rate += a;
             if !a.is_finite() {
                 return invalid(format!(
-                    "the total propensity of subvolume {i} is not finite"
+                    "the total propensity of subvolume {} is not finite",
+                    nsm.external_id(i)
                 ));
             }
             if a > 0.0 {
@@ -618,7 +645,8 @@ impl Nsm {
             let a = nsm.static_propensity::<0>(i * stride);
             if !a.is_finite() {
                 return invalid(format!(
-                    "the total propensity of subvolume {i} is not finite"
+                    "the total propensity of subvolume {} is not finite",
+                    nsm.external_id(i)
                 ));
             }
             if a > 0.0 {
@@ -801,15 +829,26 @@ impl Nsm {
         out
     }
 
-    /// Write the (N, S) counts into `out` (length N * S).
+    /// Write the (N, S) counts into `out` (length N * S), in the caller's
+    /// order of subvolumes whatever the layout.
     pub fn counts_into(&self, out: &mut [u32]) {
         let s = self.n_species;
-        for (dst, row) in out
-            .chunks_exact_mut(s)
-            .zip(self.rec.cells().chunks_exact(self.stride))
-        {
-            dst.copy_from_slice(&row[C0..C0 + s]);
+        let rows = self.rec.cells().chunks_exact(self.stride);
+        if self.external.is_empty() {
+            for (dst, row) in out.chunks_exact_mut(s).zip(rows) {
+                dst.copy_from_slice(&row[C0..C0 + s]);
+            }
+        } else {
+            for (&i, row) in self.external.iter().zip(rows) {
+                let i = i as usize;
+                out[i * s..(i + 1) * s].copy_from_slice(&row[C0..C0 + s]);
+            }
         }
+    }
+
+    /// The caller's index of the subvolume stored at position i.
+    pub(crate) fn external_id(&self, i: usize) -> usize {
+        self.external.get(i).map_or(i, |&e| e as usize)
     }
 
     pub fn totals(&self) -> Vec<u64> {
@@ -847,6 +886,18 @@ impl Nsm {
     /// Rate switches of the schedule that fall in (time, t_stop] take effect
     /// exactly at their times.
     pub fn advance(&mut self, t_stop: f64, max_events: u64) -> Result<Advance, CoreError> {
+        self.advance_in_layout(t_stop, max_events)
+            .map_err(|err| match err {
+                CoreError::CountOverflow { species, subvolume } => CoreError::CountOverflow {
+                    species,
+                    subvolume: self.external_id(subvolume),
+                },
+                other => other,
+            })
+    }
+
+    /// `advance`, with errors naming subvolumes by their stored position.
+    fn advance_in_layout(&mut self, t_stop: f64, max_events: u64) -> Result<Advance, CoreError> {
         if t_stop.is_nan() || t_stop < self.time {
             return invalid(format!(
                 "cannot advance to t = {t_stop}: the simulation is already at t = {}",
@@ -1491,6 +1542,7 @@ mod tests {
             rate_constants: vec![40.0, 15.0, 30.0, 0.0, 40.0, 15.0, 30.0, 500.0],
             initial_counts: counts,
             schedule: Default::default(),
+            layout: Vec::new(),
         };
         for seed in 1..4 {
             let mut lone = Nsm::new(&problem, seed, 0).unwrap();
@@ -1507,6 +1559,116 @@ mod tests {
             assert!(lone.reaction_events().iter().all(|&e| e > 0));
             assert!(lone.total_events() > 10_000, "{}", lone.total_events());
         }
+    }
+
+    /// A layout changes only where subvolumes are stored: the solver of a
+    /// problem with a layout runs exactly the solver of the problem
+    /// renumbered in that order, and everything it hands out (counts,
+    /// errors, checkpoints) is in the caller's order.
+    #[test]
+    fn layout_changes_storage_only() {
+        let shape = [6, 5, 4];
+        let graph = cubic_lattice(shape, 0.1);
+        let n = graph.n_subvolumes();
+        // A shuffle (fixed LCG): neighbours far apart, as in a mesh file.
+        let mut layout: Vec<u32> = (0..n as u32).collect();
+        let mut x = 12345u64;
+        for k in (1..n).rev() {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            layout.swap(k, (x >> 33) as usize % (k + 1));
+        }
+        let mut counts = vec![0u32; n * 2];
+        for i in 0..n {
+            counts[i * 2 + 1] = 100 + i as u32; // tells every subvolume apart
+        }
+        let rx = |reactants: Vec<u32>, products: Vec<u32>| crate::problem::Reaction {
+            reactants,
+            products,
+        };
+        let plain = Problem {
+            n_species: 2,
+            graph,
+            transport_coefficients: vec![0.2, 0.0],
+            reactions: vec![
+                rx(vec![0, 1], vec![1]),
+                rx(vec![], vec![0]),
+                rx(vec![0], vec![]),
+            ],
+            // The source only in the first x-plane (class 1).
+            rate_class: (0..n).map(|i| u32::from(i % shape[0] == 0)).collect(),
+            rate_constants: vec![0.01, 0.0, 5.0, 0.01, 1000.0, 5.0],
+            initial_counts: counts.clone(),
+            schedule: Default::default(),
+            layout: Vec::new(),
+        };
+        let laid = Problem {
+            layout: layout.clone(),
+            ..plain.clone()
+        };
+        let renumbered = laid.in_layout_order();
+        let mut a = Nsm::new(&laid, 7, 0).unwrap();
+        assert_eq!(
+            a.counts(),
+            counts,
+            "initial counts come back in the caller's order"
+        );
+        let mut b = Nsm::new(&renumbered, 7, 0).unwrap();
+        for t in [0.01, 0.03] {
+            a.advance(t, u64::MAX).unwrap();
+            b.advance(t, u64::MAX).unwrap();
+            let (ca, cb) = (a.counts(), b.counts());
+            for (k, &i) in layout.iter().enumerate() {
+                let i = i as usize;
+                assert_eq!(
+                    ca[i * 2..i * 2 + 2],
+                    cb[k * 2..k * 2 + 2],
+                    "t = {t}, subvolume {i}"
+                );
+            }
+            assert_eq!(a.diffusion_events(), b.diffusion_events());
+            assert_eq!(a.reaction_events(), b.reaction_events());
+        }
+        assert!(a.total_events() > 1000, "{}", a.total_events());
+        // Immobile species 1 only moves by the source-free A + B -> B, so
+        // each subvolume keeps its own count: a wrong mapping would mix them.
+        let ca = a.counts();
+        for i in 0..n {
+            assert_eq!(ca[i * 2 + 1], 100 + i as u32);
+        }
+        // Molecules appear where the source is, and few get 3 hops from it
+        // (D = 0.2 µm²/s: one voxel in ~0.03 s).
+        let source_planes: u32 = (0..n).filter(|i| i % shape[0] > 2).map(|i| ca[i * 2]).sum();
+        let near: u32 = (0..n)
+            .filter(|i| i % shape[0] == 0)
+            .map(|i| ca[i * 2])
+            .sum();
+        assert!(near > 3 * source_planes.max(1), "{near} vs {source_planes}");
+        // A checkpoint of the laid-out solver resumes bitwise.
+        let restored = Nsm::restore(&laid, &a.checkpoint());
+        let mut restored = restored.unwrap();
+        a.advance(0.05, u64::MAX).unwrap();
+        restored.advance(0.05, u64::MAX).unwrap();
+        assert_eq!(a.counts(), restored.counts());
+        assert_eq!(a.total_events(), restored.total_events());
+        // An overflow names the caller's subvolume.
+        let mut full = laid.clone();
+        full.initial_counts = vec![0; n * 2];
+        full.initial_counts[(n - 1) * 2] = u32::MAX;
+        full.reactions = vec![rx(vec![], vec![0])];
+        full.rate_constants = vec![0.0, 0.0];
+        full.rate_class = vec![0; n];
+        full.rate_constants = vec![1e6];
+        full.transport_coefficients = vec![0.0, 0.0];
+        let err = Nsm::new(&full, 1, 0)
+            .unwrap()
+            .advance(1.0, u64::MAX)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("subvolume {}", n - 1)),
+            "{err}"
+        );
     }
 
     /// With a site per subvolume (as on a tet mesh: here a chain whose
@@ -1537,6 +1699,7 @@ mod tests {
             rate_constants: vec![0.05, 2.0],
             initial_counts: (0..n).flat_map(|i| [(i % 4) as u32, 3]).collect(),
             schedule: Default::default(),
+            layout: Vec::new(),
         };
         let mut with = Nsm::new(&problem, 7, 0).unwrap();
         assert!(with.many_sites && with.n_sites() > MANY_SITES);
@@ -1582,6 +1745,7 @@ mod tests {
             rate_constants: vec![],
             initial_counts: counts,
             schedule: Default::default(),
+            layout: Vec::new(),
         };
         for seed in 1..6 {
             let mut nsm = Nsm::new(&problem, seed, 0).unwrap();

@@ -1653,6 +1653,7 @@ mod tests {
             rate_constants: vec![],
             initial_counts: counts,
             schedule: RateSchedule::default(),
+            layout: Vec::new(),
         }
     }
 
@@ -1671,6 +1672,7 @@ mod tests {
             rate_constants,
             initial_counts: vec![n0],
             schedule: RateSchedule::default(),
+            layout: Vec::new(),
         }
     }
 
@@ -1866,6 +1868,7 @@ mod tests {
             rate_constants: vec![16.6, 10.0, 0.0, 16.6, 10.0, 500.0],
             initial_counts: counts,
             schedule: RateSchedule::default(),
+            layout: Vec::new(),
         }
     }
 

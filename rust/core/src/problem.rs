@@ -144,6 +144,13 @@ pub struct Problem {
     pub initial_counts: Vec<u32>,
     /// Switches of the rate constants in time (empty: constant rates).
     pub schedule: RateSchedule,
+    /// Storage order for the exact solver (empty: the order given).
+    /// `layout[k]` is the subvolume kept at position k; a permutation of
+    /// 0..n that puts neighbours close (e.g. a Morton order of a mesh's
+    /// tets) keeps a hop's records in the same cache lines. Only where
+    /// things are stored changes: every array in and out of a solver stays
+    /// in the caller's order.
+    pub layout: Vec<u32>,
 }
 
 fn check_finite_nonneg(name: &str, values: &[f64]) -> Result<(), CoreError> {
@@ -290,7 +297,85 @@ impl Problem {
                 n * s
             ));
         }
+        if !self.layout.is_empty() {
+            if self.layout.len() != n {
+                return invalid(format!(
+                    "layout has length {} but there are {n} subvolumes",
+                    self.layout.len()
+                ));
+            }
+            let mut seen = vec![false; n];
+            for (k, &i) in self.layout.iter().enumerate() {
+                match seen.get_mut(i as usize) {
+                    None => {
+                        return invalid(format!(
+                            "layout[{k}] = {i} is not a subvolume index (n_subvolumes = {n})"
+                        ))
+                    }
+                    Some(true) => {
+                        return invalid(format!(
+                            "layout[{k}] = {i} repeats a subvolume: layout must be a permutation"
+                        ))
+                    }
+                    Some(s) => *s = true,
+                }
+            }
+        }
         self.schedule.validate(r)
+    }
+
+    /// The same problem with its subvolumes renumbered in `layout` order
+    /// (subvolume `layout[k]` becomes k) and an empty layout; itself when
+    /// the layout is empty. Call on a validated problem.
+    pub fn in_layout_order(&self) -> Problem {
+        if self.layout.is_empty() {
+            return self.clone();
+        }
+        let n = self.n_subvolumes();
+        let s = self.n_species;
+        let g = &self.graph;
+        let mut position = vec![0u32; n];
+        for (k, &i) in self.layout.iter().enumerate() {
+            position[i as usize] = k as u32;
+        }
+        let mut graph = SubvolumeGraph {
+            volumes: Vec::with_capacity(n),
+            edge_offsets: Vec::with_capacity(n + 1),
+            edge_targets: Vec::with_capacity(g.n_edges()),
+            edge_coupling: Vec::with_capacity(g.n_edges()),
+            edge_class: Vec::with_capacity(g.n_edges()),
+        };
+        graph.edge_offsets.push(0);
+        let mut rate_class = Vec::with_capacity(n);
+        let mut initial_counts = Vec::with_capacity(n * s);
+        for &i in &self.layout {
+            let i = i as usize;
+            graph.volumes.push(g.volumes[i]);
+            let edges = g.edge_offsets[i]..g.edge_offsets[i + 1];
+            graph.edge_targets.extend(
+                g.edge_targets[edges.clone()]
+                    .iter()
+                    .map(|&t| position[t as usize]),
+            );
+            graph
+                .edge_coupling
+                .extend_from_slice(&g.edge_coupling[edges.clone()]);
+            graph.edge_class.extend_from_slice(&g.edge_class[edges]);
+            graph.edge_offsets.push(graph.edge_targets.len());
+            rate_class.push(self.rate_class[i]);
+            initial_counts.extend_from_slice(&self.initial_counts[i * s..(i + 1) * s]);
+        }
+        Problem {
+            n_species: s,
+            graph,
+            transport_coefficients: self.transport_coefficients.clone(),
+            reactions: self.reactions.clone(),
+            rate_class,
+            rate_constants: self.rate_constants.clone(),
+            initial_counts,
+            schedule: self.schedule.clone(),
+            layout: Vec::new(),
+        }
     }
 }
 
@@ -329,9 +414,60 @@ mod tests {
             rate_constants: vec![],
             initial_counts: vec![0, 0],
             schedule: RateSchedule::default(),
+            layout: Vec::new(),
         };
         let err = p.validate().unwrap_err().to_string();
         assert!(err.contains("edge_targets[1] = 5"), "{err}");
+    }
+
+    #[test]
+    fn layout_renumbers_the_graph_and_is_validated() {
+        // A path 0 - 1 - 2 - 3 with distinct couplings and volumes.
+        let mut p = Problem {
+            n_species: 1,
+            graph: SubvolumeGraph {
+                volumes: vec![1.0, 2.0, 3.0, 4.0],
+                edge_offsets: vec![0, 1, 3, 5, 6],
+                edge_targets: vec![1, 0, 2, 1, 3, 2],
+                edge_coupling: vec![10.0, 10.0, 12.0, 12.0, 23.0, 23.0],
+                edge_class: vec![0; 6],
+            },
+            transport_coefficients: vec![1.0],
+            reactions: vec![],
+            rate_class: vec![0, 0, 0, 0],
+            rate_constants: vec![],
+            initial_counts: vec![5, 6, 7, 8],
+            schedule: RateSchedule::default(),
+            layout: vec![2, 0, 3, 1],
+        };
+        p.validate().unwrap();
+        let q = p.in_layout_order();
+        q.validate().unwrap();
+        assert!(q.layout.is_empty());
+        assert_eq!(q.graph.volumes, vec![3.0, 1.0, 4.0, 2.0]);
+        assert_eq!(q.initial_counts, vec![7, 5, 8, 6]);
+        // Every edge of the caller's subvolume layout[k] is an edge of k, to
+        // the position of the same neighbour, with the same coupling.
+        let position = |i: u32| p.layout.iter().position(|&x| x == i).unwrap() as u32;
+        for (k, &i) in p.layout.iter().enumerate() {
+            let i = i as usize;
+            let mine: Vec<(u32, f64)> = (q.graph.edge_offsets[k]..q.graph.edge_offsets[k + 1])
+                .map(|e| (q.graph.edge_targets[e], q.graph.edge_coupling[e]))
+                .collect();
+            let theirs: Vec<(u32, f64)> = (p.graph.edge_offsets[i]..p.graph.edge_offsets[i + 1])
+                .map(|e| (position(p.graph.edge_targets[e]), p.graph.edge_coupling[e]))
+                .collect();
+            assert_eq!(mine, theirs, "subvolume {i} at position {k}");
+        }
+        for (layout, want) in [
+            (vec![0, 1, 2], "layout has length 3"),
+            (vec![0, 1, 2, 4], "layout[3] = 4 is not a subvolume"),
+            (vec![0, 1, 1, 3], "layout[2] = 1 repeats"),
+        ] {
+            p.layout = layout;
+            let err = p.validate().unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
     }
 
     #[test]

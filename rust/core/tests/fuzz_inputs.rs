@@ -135,6 +135,23 @@ fn random_problem(g: &mut Gen) -> Problem {
     } else {
         RateSchedule::default()
     };
+    // A storage layout in a third of the problems: mostly a permutation,
+    // sometimes with a repeated or out-of-range entry, or one too long.
+    let layout = if g.chance(0.33) {
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        for k in (1..order.len()).rev() {
+            order.swap(k, g.below(k as u64 + 1) as usize);
+        }
+        if g.chance(0.05) && n > 1 {
+            order[0] = order[1];
+        }
+        if g.chance(0.03) {
+            order.push(g.below(2 * n as u64 + 1) as u32);
+        }
+        order
+    } else {
+        Vec::new()
+    };
     Problem {
         n_species: s,
         graph: SubvolumeGraph {
@@ -150,6 +167,7 @@ fn random_problem(g: &mut Gen) -> Problem {
         rate_constants,
         initial_counts,
         schedule,
+        layout,
     }
 }
 
@@ -354,6 +372,7 @@ fn fuzz_checkpoint_decoding() {
         rate_constants: vec![0.01, 50.0, 1.0],
         initial_counts: (0..2 * n as u32).collect(),
         schedule: Default::default(),
+        layout: Vec::new(),
     };
     let mut base = Nsm::new(&p, 3, 0).unwrap();
     base.advance(0.2, u64::MAX).unwrap();

@@ -29,6 +29,7 @@ fn source_decay(c_source: f64, k_decay: f64, schedule: RateSchedule) -> Problem 
         rate_constants: vec![c_source, k_decay],
         initial_counts: vec![0; n * 2],
         schedule,
+        layout: Vec::new(),
     }
 }
 
@@ -117,6 +118,7 @@ fn decay_follows_the_switched_constant() {
                 times: vec![0.3],
                 factors: vec![factor],
             },
+            layout: Vec::new(),
         };
         let n0 = f64::from(per_voxel) * n as f64;
         let survive = (-(0.3 * 1.0 + (t - 0.3) * factor)).exp();

@@ -104,6 +104,7 @@ fn problem_from_arrays(
     counts: PyReadonlyArray2<i64>,
     species_names: Option<Vec<String>>,
     schedule: (Option<PyReadonlyArray1<f64>>, Option<PyReadonlyArray2<f64>>),
+    layout: Option<PyReadonlyArray1<i64>>,
 ) -> PyResult<(Problem, Names)> {
     let volumes = slice1("volumes", &volumes)?.to_vec();
     let n = volumes.len();
@@ -213,6 +214,10 @@ fn problem_from_arrays(
         rate_constants: rate_constants.as_array().iter().copied().collect(),
         initial_counts,
         schedule: schedule_from_arrays(schedule.0, schedule.1, n_reactions)?,
+        layout: match &layout {
+            Some(order) => to_index("layout", slice1("layout", order)?, n)?,
+            None => Vec::new(),
+        },
     };
     Ok((problem, Names(species_names.unwrap_or_default())))
 }
@@ -507,7 +512,7 @@ impl OpSplitEngine {
     #[pyo3(signature = (*, volumes, edge_offsets, edge_targets, edge_coupling, edge_class,
         transport_coefficients, reactants, product_offsets, product_species, rate_class,
         rate_constants, counts, seed, replicate = 0, species_names = None,
-        schedule_times = None, schedule_factors = None, tolerance = None, tau = None,
+        schedule_times = None, schedule_factors = None, layout = None, tolerance = None, tau = None,
         threads = 0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -528,6 +533,7 @@ impl OpSplitEngine {
         species_names: Option<Vec<String>>,
         schedule_times: Option<PyReadonlyArray1<f64>>,
         schedule_factors: Option<PyReadonlyArray2<f64>>,
+        layout: Option<PyReadonlyArray1<i64>>,
         tolerance: Option<f64>,
         tau: Option<f64>,
         threads: usize,
@@ -547,6 +553,7 @@ impl OpSplitEngine {
             counts,
             species_names,
             (schedule_times, schedule_factors),
+            layout,
         )?;
         let options = OpSplitOptions {
             tolerance: tolerance.unwrap_or(redoxfield_core::opsplit::DEFAULT_TOLERANCE),
@@ -667,7 +674,7 @@ type EnsembleArrays<'py> = (
 #[pyo3(signature = (*, volumes, edge_offsets, edge_targets, edge_coupling, edge_class,
     transport_coefficients, reactants, product_offsets, product_species, rate_class,
     rate_constants, counts, seed, replicates, times, regions = None, threads = 0,
-    species_names = None, schedule_times = None, schedule_factors = None))]
+    species_names = None, schedule_times = None, schedule_factors = None, layout = None))]
 #[allow(clippy::too_many_arguments)]
 fn run_ensemble_totals<'py>(
     py: Python<'py>,
@@ -691,6 +698,7 @@ fn run_ensemble_totals<'py>(
     species_names: Option<Vec<String>>,
     schedule_times: Option<PyReadonlyArray1<f64>>,
     schedule_factors: Option<PyReadonlyArray2<f64>>,
+    layout: Option<PyReadonlyArray1<i64>>,
 ) -> PyResult<EnsembleArrays<'py>> {
     let (problem, names) = problem_from_arrays(
         volumes,
@@ -707,6 +715,7 @@ fn run_ensemble_totals<'py>(
         counts,
         species_names,
         (schedule_times, schedule_factors),
+        layout,
     )?;
     let times = slice1("times", &times)?.to_vec();
     let n = problem.n_subvolumes();
@@ -788,7 +797,7 @@ impl NsmEngine {
     #[pyo3(signature = (*, volumes, edge_offsets, edge_targets, edge_coupling, edge_class,
         transport_coefficients, reactants, product_offsets, product_species, rate_class,
         rate_constants, counts, seed, replicate = 0, species_names = None,
-        schedule_times = None, schedule_factors = None))]
+        schedule_times = None, schedule_factors = None, layout = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         volumes: PyReadonlyArray1<f64>,
@@ -808,6 +817,7 @@ impl NsmEngine {
         species_names: Option<Vec<String>>,
         schedule_times: Option<PyReadonlyArray1<f64>>,
         schedule_factors: Option<PyReadonlyArray2<f64>>,
+        layout: Option<PyReadonlyArray1<i64>>,
     ) -> PyResult<Self> {
         let (problem, names) = problem_from_arrays(
             volumes,
@@ -824,6 +834,7 @@ impl NsmEngine {
             counts,
             species_names,
             (schedule_times, schedule_factors),
+            layout,
         )?;
         let nsm = Nsm::new(&problem, seed, replicate).map_err(|e| names.error(e))?;
         nsm.check_propensity_bound().map_err(|e| names.error(e))?;
@@ -835,7 +846,7 @@ impl NsmEngine {
     #[pyo3(signature = (*, volumes, edge_offsets, edge_targets, edge_coupling, edge_class,
         transport_coefficients, reactants, product_offsets, product_species, rate_class,
         rate_constants, counts, state, species_names = None, schedule_times = None,
-        schedule_factors = None, **_ignored))]
+        schedule_factors = None, layout = None, **_ignored))]
     #[allow(clippy::too_many_arguments)]
     fn restore(
         volumes: PyReadonlyArray1<f64>,
@@ -854,6 +865,7 @@ impl NsmEngine {
         species_names: Option<Vec<String>>,
         schedule_times: Option<PyReadonlyArray1<f64>>,
         schedule_factors: Option<PyReadonlyArray2<f64>>,
+        layout: Option<PyReadonlyArray1<i64>>,
         _ignored: Option<Bound<'_, pyo3::types::PyDict>>,
     ) -> PyResult<Self> {
         let (problem, names) = problem_from_arrays(
@@ -871,6 +883,7 @@ impl NsmEngine {
             counts,
             species_names,
             (schedule_times, schedule_factors),
+            layout,
         )?;
         let nsm = Nsm::restore(&problem, state).map_err(|e| names.error(e))?;
         Ok(NsmEngine { nsm, names })

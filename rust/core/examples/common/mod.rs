@@ -53,5 +53,6 @@ pub fn b1_problem(shape: [usize; 3]) -> Problem {
         rate_constants: vec![k_ox, k_red, 0.0, k_ox, k_red, source],
         initial_counts: counts,
         schedule: Default::default(),
+        layout: Vec::new(),
     }
 }
