@@ -437,11 +437,34 @@ impl Nsm {
                 }
             }
         }
-        let n_rclasses = problem.rate_constants.len().checked_div(r).unwrap_or(1);
+        // Rate classes renumbered in the order subvolumes first use them
+        // (unused ones dropped), so that the per-class data (channels, gain
+        // terms) of neighbouring subvolumes lies close together in memory
+        // when every subvolume has a class of its own (a mesh: the constants
+        // depend on the volume). The caller's numbering is arbitrary.
+        let (class_id, class_order) = if r == 0 {
+            (vec![0; n], vec![0])
+        } else {
+            let n_given = problem.rate_constants.len() / r;
+            let mut renumbered = vec![u32::MAX; n_given];
+            let mut order = Vec::new();
+            let ids = problem.rate_class.iter().map(|&c| {
+                let id = &mut renumbered[c as usize];
+                if *id == u32::MAX {
+                    *id = order.len() as u32;
+                    order.push(c);
+                }
+                *id
+            });
+            let ids: Vec<u32> = ids.collect();
+            (ids, order)
+        };
+        let n_rclasses = class_order.len();
         // Per rate class: its channels, fast ones first, and how many are fast.
         let mut class_channels: Vec<(Vec<Channel>, usize)> = vec![(Vec::new(), 0); n_rclasses];
         if r > 0 {
-            for (c, (chans, n_fast)) in class_channels.iter_mut().enumerate() {
+            for (&given, (chans, n_fast)) in class_order.iter().zip(class_channels.iter_mut()) {
+                let c = given as usize;
                 for want_static in [false, true] {
                     for (ri, &(a, b, dimer)) in kinds.iter().enumerate() {
                         let k = problem.rate_constants[c * r + ri];
@@ -485,7 +508,7 @@ impl Nsm {
                     )
                 })
                 .collect();
-            let rc = if r == 0 { 0 } else { problem.rate_class[i] };
+            let rc = class_id[i];
             let key = (rc, key_edges);
             let site = match site_of_key.get(&key) {
                 Some(&site) => site,
@@ -556,7 +579,9 @@ impl Nsm {
             row[C0 + s] = 1;
         }
 
-        // Gain terms per (rate class, species).
+        // Gain terms per (rate class, species), for the species that move
+        // (only a hop reads them; an immobile species' range stays empty,
+        // which halves this array on a mesh, where every tet has a class).
         let mut gains = Vec::new();
         let mut gain_offsets = vec![0u32];
         for (chans, n_fast) in &class_channels {
@@ -564,7 +589,8 @@ impl Nsm {
                 let pos = (C0 + sp) as u32;
                 // Only fast channels: an arriving molecule is mobile, and no
                 // static channel has a mobile reactant.
-                for ch in &chans[..*n_fast] {
+                let fast = if mobile[sp] { &chans[..*n_fast] } else { &[] };
+                for ch in fast {
                     let term = match (ch.a == pos, ch.b == pos) {
                         (true, true) => Gain {
                             coef: 2.0 * ch.c,
