@@ -99,6 +99,18 @@ struct Gain {
     reaction: u32,
 }
 
+/// What a hop of the lone mobile species into a subvolume of a site needs
+/// besides its record: the species' transport rate out of the site and the
+/// range of its gain terms in `gains`. One 16-byte entry per site, so that on
+/// a mesh (a site per tet) the arrival reads one line instead of the site,
+/// the class's gain offsets and the rates, one after the other.
+#[derive(Clone, Copy, Debug)]
+struct Arrival {
+    rate: f64,
+    gain_start: u32,
+    gain_end: u32,
+}
+
 /// Record layout (u32 positions): next time (f64 bits, low word first), site,
 /// queue location, counts from C0, then the constant 1 at C0 + S.
 const T_LO: usize = 0;
@@ -329,6 +341,8 @@ pub struct Nsm {
     /// Sites too many to stay in cache (e.g. one per tet of a mesh): the
     /// prefetch of the next subvolume then takes its site's data too.
     many_sites: bool,
+    /// Per site, when exactly one species moves (empty otherwise).
+    arrivals: Vec<Arrival>,
     queue: CalendarQueue,
     /// Next times of the static group of every subvolume (reactions with
     /// no mobile reactant), in their own indexed heap: a diffusion event
@@ -616,6 +630,21 @@ impl Nsm {
         }
 
         let many_sites = sites.len() > MANY_SITES;
+        let arrivals = if lone_mobile < s {
+            let m = lone_mobile;
+            (0..sites.len())
+                .map(|site| {
+                    let k = sites[site].class as usize * s + m;
+                    Arrival {
+                        rate: site_diff_rate[site * s + m],
+                        gain_start: gain_offsets[k],
+                        gain_end: gain_offsets[k + 1],
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut nsm = Nsm {
             n_subvolumes: n,
             n_species: s,
@@ -639,6 +668,7 @@ impl Nsm {
             reactive,
             lone_mobile,
             many_sites,
+            arrivals,
             queue: CalendarQueue::build(0, &mut Records::new(0, stride)),
             static_queue: EventQueue::default(),
             rng: Stream::new(seed, replicate),
@@ -901,7 +931,8 @@ impl Nsm {
             + self.edges.capacity() * size_of::<SiteEdge>()
             + self.edge_rates.capacity() * size_of::<f64>()
             + self.uniform_edge_inv.capacity() * size_of::<f64>()
-            + self.channels.capacity() * size_of::<Channel>();
+            + self.channels.capacity() * size_of::<Channel>()
+            + self.arrivals.capacity() * size_of::<Arrival>();
         let per = self.rec.bytes()
             + self.queue.bytes()
             + self.n_subvolumes * EventQueue::bytes_per_entry();
@@ -1398,7 +1429,26 @@ impl Nsm {
         };
         // j's propensity after the arrival: old + transport rate + gain
         // (all terms >= 0: no cancellation). Not stored, so no drift.
-        let gain = self.reaction_gain::<K>(jbase, species);
+        let (rate_j, gain) = if M1 {
+            debug_assert!(sj < self.arrivals.len());
+            // SAFETY: sj is a site id (< sites.len() == arrivals.len() under
+            // M1); its gain range lies in `gains` and every idx < stride.
+            unsafe {
+                let arrival = *self.arrivals.get_unchecked(sj);
+                let mut g = 0.0;
+                for t in self
+                    .gains
+                    .get_unchecked(arrival.gain_start as usize..arrival.gain_end as usize)
+                {
+                    g += t.coef * *rowj.get_unchecked(t.idx as usize) as f64;
+                }
+                (arrival.rate, g)
+            }
+        } else {
+            // SAFETY: sj is a site id (< sites.len()), site_diff_rate holds S per site.
+            let rate = unsafe { *self.site_diff_rate.get_unchecked(sj * s + species) };
+            (rate, self.reaction_gain::<K>(jbase, species))
+        };
         let cells = self.rec.cells_mut();
         debug_assert!(base.max(jbase) + C0 + species < cells.len());
         // SAFETY: i and j are subvolumes (< n) and C0 + species < stride, so
@@ -1434,9 +1484,7 @@ impl Nsm {
         } else {
             self.queue.update_idle(&mut View::<K>(&mut self.rec), i);
         }
-        // SAFETY: sj is a site id (< sites.len()), site_diff_rate holds S per site.
-        let a_j_new =
-            a_j_old + unsafe { *self.site_diff_rate.get_unchecked(sj * s + species) } + gain;
+        let a_j_new = a_j_old + rate_j + gain;
         if a_j_new > 0.0 {
             let next_j = self.rescaled_finite(t, t_j, a_j_old, a_j_new);
             self.queue
