@@ -456,22 +456,25 @@ impl Nsm {
         // terms) of neighbouring subvolumes lies close together in memory
         // when every subvolume has a class of its own (a mesh: the constants
         // depend on the volume). The caller's numbering is arbitrary.
-        let (class_id, class_order) = if r == 0 {
-            (vec![0; n], vec![0])
-        } else {
-            let n_given = problem.rate_constants.len() / r;
-            let mut renumbered = vec![u32::MAX; n_given];
-            let mut order = Vec::new();
-            let ids = problem.rate_class.iter().map(|&c| {
-                let id = &mut renumbered[c as usize];
-                if *id == u32::MAX {
-                    *id = order.len() as u32;
-                    order.push(c);
-                }
-                *id
-            });
-            let ids: Vec<u32> = ids.collect();
-            (ids, order)
+        let (class_id, class_order) = match problem.rate_constants.len().checked_div(r) {
+            None => (vec![0; n], vec![0]),
+            Some(n_given) => {
+                let mut renumbered = vec![u32::MAX; n_given];
+                let mut order = Vec::new();
+                let ids: Vec<u32> = problem
+                    .rate_class
+                    .iter()
+                    .map(|&c| {
+                        let id = &mut renumbered[c as usize];
+                        if *id == u32::MAX {
+                            *id = order.len() as u32;
+                            order.push(c);
+                        }
+                        *id
+                    })
+                    .collect();
+                (ids, order)
+            }
         };
         let n_rclasses = class_order.len();
         // Per rate class: its channels, fast ones first, and how many are fast.
@@ -599,11 +602,11 @@ impl Nsm {
         let mut gains = Vec::new();
         let mut gain_offsets = vec![0u32];
         for (chans, n_fast) in &class_channels {
-            for sp in 0..s {
+            for (sp, &moves) in mobile.iter().enumerate() {
                 let pos = (C0 + sp) as u32;
                 // Only fast channels: an arriving molecule is mobile, and no
                 // static channel has a mobile reactant.
-                let fast = if mobile[sp] { &chans[..*n_fast] } else { &[] };
+                let fast = if moves { &chans[..*n_fast] } else { &[] };
                 for ch in fast {
                     let term = match (ch.a == pos, ch.b == pos) {
                         (true, true) => Gain {
