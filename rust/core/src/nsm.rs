@@ -1164,6 +1164,29 @@ impl Nsm {
             ] {
                 prefetch(p);
             }
+            if !self.arrivals.is_empty() {
+                // The arrival entries and gain terms that a hop out of h
+                // reads for its destination: sites and classes are numbered
+                // in storage order, so along a mesh's Morton order the
+                // neighbours' lie a few entries either side of h's (B3:
+                // 1.30x and 1.35x median over 10 and 8 interleaved pairs).
+                let a = self.arrivals.as_ptr().wrapping_add(site_id);
+                let g = self.gains.as_ptr().wrapping_add(
+                    self.arrivals
+                        .get(site_id)
+                        .map_or(0, |x| x.gain_start as usize),
+                );
+                for p in [
+                    a.wrapping_sub(4).cast::<u32>(),
+                    a.cast(),
+                    a.wrapping_add(4).cast(),
+                    g.wrapping_sub(4).cast(),
+                    g.cast(),
+                    g.wrapping_add(4).cast(),
+                ] {
+                    prefetch(p);
+                }
+            }
         }
     }
 
