@@ -85,6 +85,29 @@ def test_memory_model_bounds_the_engine():
 
 
 @needs_core
+def test_memory_model_bounds_the_engine_on_a_mesh():
+    """On a tet mesh (a site and a rate class per tet: B3) too."""
+    sc = rf.load_scenario("h2o2-burst-tets")
+    sim = rf.Simulation(sc.model, sc.space, seed=1)
+    for entry in sc.initial:
+        sim.apply_initial(entry)
+    eng = sim.make_engine()
+    g = sim.graph
+    est = estimate_resources(
+        g.n_subvolumes,
+        len(sc.model.species_names),
+        g.edge_targets.size,
+        0,
+        lattice=False,
+        n_reactions=len(sc.model.reactions),
+    )
+    assert eng.bytes_per_subvolume * g.n_subvolumes <= est.engine_bytes, (
+        eng.bytes_per_subvolume,
+        est.engine_bytes / g.n_subvolumes,
+    )
+
+
+@needs_core
 def test_propensity_overflow_is_refused_at_build():
     m = rf.Model()
     m.species("A")

@@ -9,11 +9,14 @@ Memory model (bytes; N subvolumes, S species, E directed edges):
   queue slot and a constant), plus the calendar queue (at most ~64 B per
   subvolume: coarse nodes and heap entries of 16 B each, a few MiB of buckets),
   plus per-site data: negligible on a lattice (at most 27 sites per rate class),
-  one site per subvolume on an unstructured mesh (16 B + 16 B per species, and
+  one site per subvolume on an unstructured mesh (80 B + 20 B per species, and
   8 B + 8 B per species per edge, plus the site key of ~16 B per edge while it is
-  built);
+  built), and there also a rate class per subvolume (its volume sets the
+  constants: 32 B of channel and up to 48 B of gain terms per reaction) and the
+  storage-order map (4 B);
 - a transient copy of the problem in the core while it is built:
-  ``20 + 4 S`` B per subvolume and 16 B per edge;
+  ``20 + 4 S`` B per subvolume and 16 B per edge (twice on a mesh: the copy
+  renumbered in storage order);
 - the sampling buffers of :meth:`Simulation.run`: one (N, S) uint32 sample, the
   writer's block (at most ``FLUSH_BYTES``, twice while it is stacked), and a
   checkpoint (``8 + 4 S`` B per subvolume, twice: Rust and Python copies);
@@ -24,7 +27,7 @@ Memory model (bytes; N subvolumes, S species, E directed edges):
 ``Nsm.bytes_per_subvolume`` (``NsmEngine.bytes_per_subvolume``) reports what the
 engine really holds; the model above is an upper bound of it on the problems
 measured in docs/reliability.md (lattices of 32^3 and 64^3 voxels with 1-12
-species; an unstructured graph).
+species; the B3 tet mesh).
 
 Output size: ``samples x subvolumes x species x 4 B`` of counts (uint32) before
 compression, plus the small tables. gzip usually shrinks sparse fields a lot, so
@@ -97,19 +100,23 @@ def estimate_resources(
     *,
     lattice: bool = True,
     graph_built: bool = True,
+    n_reactions: int = 0,
     flush_bytes: int = 64 * 2**20,
 ) -> ResourceEstimate:
     """The memory a run will still allocate and its output size (upper bounds).
 
     ``lattice``: per-site data stay small (a Cartesian lattice); otherwise one
-    site per subvolume is assumed. ``graph_built``: False when the geometry is not
+    site and one rate class (of ``n_reactions`` reactions) per subvolume are
+    assumed. ``graph_built``: False when the geometry is not
     compiled yet, so that the graph arrays and initial counts count too.
     """
     n, s, e, t = int(n_subvolumes), int(n_species), int(n_edges), int(n_samples)
     engine = n * (record_bytes(s) + _QUEUE_BYTES_PER_SUBVOLUME) + _QUEUE_FIXED_BYTES
-    if not lattice:
-        engine += n * (16 + 16 * s + 16 + 8 * 6) + e * (8 + 8 * s + 16)
+    r = int(n_reactions)
     transient = n * (20 + 4 * s) + e * 16
+    if not lattice:
+        engine += n * (80 + 20 * s + 80 * r + 4) + e * (8 + 8 * s + 16)
+        transient *= 2
     sample = n * s * 4
     run = sample + 2 * min(max(flush_bytes, sample), max(t, 1) * sample) + 2 * n * (8 + 4 * s)
     graph = (n * (56 + 8 * s) + e * 32) if not graph_built else 0

@@ -532,6 +532,7 @@ class Simulation:
             int(self.graph.edge_targets.size),
             int(times.size),
             lattice=self.graph.kind == "lattice",
+            n_reactions=len(self.problem.network.reaction_names),
         )
         if output is None:  # the result itself lives in memory too
             est = replace(est, memory_bytes=est.memory_bytes + est.output_bytes)
