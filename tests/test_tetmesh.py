@@ -300,6 +300,14 @@ def test_mesh_is_stored_along_a_morton_curve_but_read_in_file_order():
     with pytest.raises(ValueError, match="layout"):
         _core.NsmEngine(**bad, seed=5)
 
+    # The operator-splitting solver stores the mesh the same way.
+    ops = rf.Simulation(model, mesh, seed=5, solver="opsplit")
+    ops.set_counts(counts)
+    res = ops.run(0.2, 0.1)
+    assert np.array_equal(res.counts("Tag", -1), tag)
+    a = res.counts("A", -1)
+    assert a[left].sum() > 100 and a[~left].sum() == 0
+
 
 # -- quality checks and bad files ---------------------------------------------------------
 

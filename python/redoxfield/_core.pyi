@@ -185,8 +185,8 @@ class OpSplitEngine:
         times); ``tolerance`` (default 0.01): the largest per-molecule reaction
         probability per step, tau = -ln(1 - tolerance) / k_max; ``tau``: a fixed
         largest step (s) instead; ``threads``: worker threads, 0 for one per
-        core; ``layout`` is validated and otherwise unused (the operator-splitting
-        solver keeps the given order). ValueError naming the bad argument on bad
+        core; ``layout`` as for NsmEngine (storage order only; counts and errors
+        stay in the given order). ValueError naming the bad argument on bad
         input."""
 
     @property

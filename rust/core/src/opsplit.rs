@@ -460,6 +460,15 @@ struct Shared<'a> {
     changes: &'a [Vec<(u32, i64)>],
     factors: &'a [f64],
     cancel: &'a AtomicBool,
+    /// The caller's index of each stored subvolume (empty: the same).
+    external: &'a [u32],
+}
+
+impl Shared<'_> {
+    /// The caller's index of stored subvolume i (for messages).
+    fn external_id(&self, i: usize) -> usize {
+        self.external.get(i).map_or(i, |&e| e as usize)
+    }
 }
 
 /// The step plan of one advance segment: steps end at
@@ -502,6 +511,9 @@ pub struct OpSplit {
     steps: u64,
     plan: Option<Plan>,
     failed: Option<CoreError>,
+    /// The caller's index of the subvolume stored at each position (the
+    /// problem's layout, as in the exact solver); empty when the same.
+    external: Vec<u32>,
     /// Set by another thread (Ctrl-C) to stop `advance` soon: between steps it
     /// pauses cleanly; inside a step's reaction phase it fails the solver.
     cancel: Arc<AtomicBool>,
@@ -521,6 +533,24 @@ impl OpSplit {
     ) -> Result<Self, CoreError> {
         problem.validate()?;
         options.validate()?;
+        if problem.layout.is_empty() {
+            Self::build(problem, Vec::new(), seed, replicate, options)
+        } else {
+            let stored = problem.in_layout_order();
+            Self::build(&stored, problem.layout.clone(), seed, replicate, options)
+        }
+    }
+
+    /// The solver of a validated `problem` stored in its own order, whose
+    /// position k is the caller's subvolume `external[k]` (empty: k).
+    fn build(
+        problem: &Problem,
+        external: Vec<u32>,
+        seed: u64,
+        replicate: u64,
+        options: OpSplitOptions,
+    ) -> Result<Self, CoreError> {
+        let ext = |i: usize| external.get(i).map_or(i, |&e| e as usize);
         let n = problem.n_subvolumes();
         let s = problem.n_species;
         let r = problem.n_reactions();
@@ -599,8 +629,9 @@ impl OpSplit {
                         * inv_v;
                     if !rate.is_finite() {
                         return invalid(format!(
-                            "transport rate of species {sp} out of subvolume {i} is not \
-                             finite (coefficient * coupling / volume overflows)"
+                            "transport rate of species {sp} out of subvolume {} is not \
+                             finite (coefficient * coupling / volume overflows)",
+                            ext(i)
                         ));
                     }
                     any |= rate > 0.0;
@@ -655,7 +686,8 @@ impl OpSplit {
                     }
                     if !cum.is_finite() {
                         return invalid(format!(
-                            "transport rate of species {sp} out of subvolume {i} is not finite"
+                            "transport rate of species {sp} out of subvolume {} is not finite",
+                            ext(i)
                         ));
                     }
                     max_total = max_total.max(cum);
@@ -782,6 +814,7 @@ impl OpSplit {
             steps: 0,
             plan: None,
             failed: None,
+            external,
             cancel: Arc::new(AtomicBool::new(false)),
             lattice_hops: vec![0.0; s],
             tau_bound: f64::NAN,
@@ -985,12 +1018,15 @@ impl OpSplit {
         out
     }
 
+    /// Write the (N, S) counts into `out`, in the caller's order of
+    /// subvolumes whatever the layout.
     pub fn counts_into(&self, out: &mut [u32]) {
         let s = self.s;
         for b in &self.blocks {
             let cells = b.cells();
             for loc in 0..b.hi - b.lo {
                 let i = b.lo + loc;
+                let i = self.external.get(i).map_or(i, |&e| e as usize);
                 out[i * s..(i + 1) * s].copy_from_slice(self.rec.row(cells, loc));
             }
         }
@@ -1106,6 +1142,18 @@ impl OpSplit {
                     plan.t_start + (plan.t_end - plan.t_start) * (k as f64 / plan.n as f64)
                 };
                 if let Err(e) = self.step(self.time, t1) {
+                    let e = match e {
+                        CoreError::CountOverflow { species, subvolume } => {
+                            CoreError::CountOverflow {
+                                species,
+                                subvolume: self
+                                    .external
+                                    .get(subvolume)
+                                    .map_or(subvolume, |&x| x as usize),
+                            }
+                        }
+                        other => other,
+                    };
                     self.failed = Some(e.clone());
                     self.plan = None;
                     return Err(e);
@@ -1143,6 +1191,7 @@ impl OpSplit {
             changes: &self.changes,
             factors: &self.factors,
             cancel: &self.cancel,
+            external: &self.external,
         };
         let blocks = &mut self.blocks;
         let moves = &mut self.moves;
@@ -1490,9 +1539,10 @@ fn react(sh: &Shared, b: usize, blk: &mut Block, t0: f64, t1: f64) -> Result<(),
             }
             if fired > budget {
                 return invalid(format!(
-                    "more than {budget} reaction events in subvolume {i} within one step \
+                    "more than {budget} reaction events in subvolume {} within one step \
                      ({t0} to {t1} s): the step is far too long for these rates (a \
-                     runaway); lower tau or the tolerance"
+                     runaway); lower tau or the tolerance",
+                    sh.external_id(i)
                 ));
             }
             a0 = 0.0;
@@ -1501,7 +1551,8 @@ fn react(sh: &Shared, b: usize, blk: &mut Block, t0: f64, t1: f64) -> Result<(),
             }
             if !a0.is_finite() {
                 return invalid(format!(
-                    "the reaction propensity of subvolume {i} is not finite"
+                    "the reaction propensity of subvolume {} is not finite",
+                    sh.external_id(i)
                 ));
             }
             if clock.is_nan() {
@@ -1896,6 +1947,58 @@ mod tests {
         assert!(one.2[0] > 100, "{:?}", one.2);
         assert_eq!(one, run(2));
         assert_eq!(one, run(3));
+    }
+
+    /// A layout changes only where subvolumes are stored: the solver runs
+    /// exactly the problem renumbered in that order (on 1 and 2 threads),
+    /// and its counts come back in the caller's order.
+    #[test]
+    fn layout_changes_storage_only() {
+        let mut plain = b1_like([12, 10, 10]);
+        let n = plain.n_subvolumes();
+        for (i, row) in plain.initial_counts.chunks_exact_mut(3).enumerate() {
+            row[2] = (i % 7) as u32; // PrxOx tells subvolumes apart at t = 0
+        }
+        // A shuffle (fixed LCG): the stored graph is no longer a lattice, so
+        // molecules take the hop-by-hop walk in both runs.
+        let mut layout: Vec<u32> = (0..n as u32).collect();
+        let mut x = 99u64;
+        for k in (1..n).rev() {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            layout.swap(k, (x >> 33) as usize % (k + 1));
+        }
+        let laid = Problem {
+            layout: layout.clone(),
+            ..plain.clone()
+        };
+        let renumbered = laid.in_layout_order();
+        let run = |p: &Problem, threads| {
+            let options = OpSplitOptions {
+                threads,
+                ..OpSplitOptions::default()
+            };
+            let mut s = OpSplit::new(p, 5, 1, options).unwrap();
+            let start = s.counts();
+            s.advance(0.01, u64::MAX).unwrap();
+            (start, s.counts(), s.reaction_events(), s.diffusion_events())
+        };
+        for threads in [1, 2] {
+            let (start, end, rx, dx) = run(&laid, threads);
+            assert_eq!(start, plain.initial_counts);
+            let (_, end_r, rx_r, dx_r) = run(&renumbered, threads);
+            for (k, &i) in layout.iter().enumerate() {
+                let i = i as usize;
+                assert_eq!(
+                    end[i * 3..i * 3 + 3],
+                    end_r[k * 3..k * 3 + 3],
+                    "subvolume {i}"
+                );
+            }
+            assert!(dx_r[0] > 1000, "{dx_r:?}");
+            assert_eq!((rx, dx), (rx_r, dx_r));
+        }
     }
 
     /// The same on a graph that is not a lattice (hop-by-hop walk), with a
