@@ -1609,6 +1609,13 @@ mod tests {
     use super::*;
     use crate::lattice::{cubic_lattice, voxel_index};
 
+    fn rx(reactants: Vec<u32>, products: Vec<u32>) -> crate::problem::Reaction {
+        crate::problem::Reaction {
+            reactants,
+            products,
+        }
+    }
+
     /// The hot loop specialised for one mobile species must give bitwise
     /// the trajectory of the general loop: a mobile species that reacts with
     /// itself (A + A, the channel whose terms become -0 when A is gone) and
@@ -1624,10 +1631,6 @@ mod tests {
             counts[i * 3 + 1] = 4 + (i % 5) as u32;
         }
         let rate_class: Vec<u32> = (0..n).map(|i| u32::from(i % 9 < 2)).collect();
-        let rx = |reactants: Vec<u32>, products: Vec<u32>| crate::problem::Reaction {
-            reactants,
-            products,
-        };
         let problem = Problem {
             n_species: 3,
             graph,
@@ -1670,23 +1673,12 @@ mod tests {
         let shape = [6, 5, 4];
         let graph = cubic_lattice(shape, 0.1);
         let n = graph.n_subvolumes();
-        // A shuffle (fixed LCG): neighbours far apart, as in a mesh file.
-        let mut layout: Vec<u32> = (0..n as u32).collect();
-        let mut x = 12345u64;
-        for k in (1..n).rev() {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            layout.swap(k, (x >> 33) as usize % (k + 1));
-        }
+        // Neighbours far apart, as in a mesh file.
+        let layout = crate::problem::shuffled_layout(n, 12345);
         let mut counts = vec![0u32; n * 2];
         for i in 0..n {
             counts[i * 2 + 1] = 100 + i as u32; // tells every subvolume apart
         }
-        let rx = |reactants: Vec<u32>, products: Vec<u32>| crate::problem::Reaction {
-            reactants,
-            products,
-        };
         let plain = Problem {
             n_species: 2,
             graph,

@@ -1959,16 +1959,9 @@ mod tests {
         for (i, row) in plain.initial_counts.chunks_exact_mut(3).enumerate() {
             row[2] = (i % 7) as u32; // PrxOx tells subvolumes apart at t = 0
         }
-        // A shuffle (fixed LCG): the stored graph is no longer a lattice, so
-        // molecules take the hop-by-hop walk in both runs.
-        let mut layout: Vec<u32> = (0..n as u32).collect();
-        let mut x = 99u64;
-        for k in (1..n).rev() {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            layout.swap(k, (x >> 33) as usize % (k + 1));
-        }
+        // Shuffled: the stored graph is no longer a lattice, so molecules
+        // take the hop-by-hop walk in both runs.
+        let layout = crate::problem::shuffled_layout(n, 99);
         let laid = Problem {
             layout: layout.clone(),
             ..plain.clone()

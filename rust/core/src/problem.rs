@@ -379,6 +379,21 @@ impl Problem {
     }
 }
 
+/// A fixed pseudo-random permutation of 0..n (an LCG shuffle), for tests
+/// that need a storage layout with no structure the solvers could exploit.
+#[cfg(test)]
+pub(crate) fn shuffled_layout(n: usize, seed: u64) -> Vec<u32> {
+    let mut layout: Vec<u32> = (0..n as u32).collect();
+    let mut x = seed;
+    for k in (1..n).rev() {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        layout.swap(k, (x >> 33) as usize % (k + 1));
+    }
+    layout
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
