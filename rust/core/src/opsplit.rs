@@ -1205,7 +1205,7 @@ impl OpSplit {
                     .par_iter_mut()
                     .zip(moves.par_iter_mut().zip(groups.par_iter_mut()))
                     .enumerate()
-                    .map(|(b, (blk, (mv, gr)))| scatter(&shared, b, blk, mv, gr, tau))
+                    .map(|(b, (blk, (mv, gr)))| scatter(&shared, b, blk, mv, gr, t0, tau))
                     .collect();
                 let steps = steps.into_iter().collect::<Result<Vec<_>, CoreError>>()?;
                 for (sp, w) in shared.walk.iter().enumerate() {
@@ -1246,15 +1246,25 @@ impl OpSplit {
 }
 
 /// Diffusion, first half: move every mobile molecule of the block for tau
-/// and record its destination. Returns molecule-steps per species.
+/// (the step starting at t0) and record its destination. Returns
+/// molecule-steps per species. Reads the cancel flag every
+/// `CANCEL_CHECK_EVENTS` molecules and hops: a step can move 2^28 molecules
+/// by up to ~1e4 hops each.
+#[allow(clippy::too_many_arguments)]
 fn scatter(
     sh: &Shared,
     b: usize,
     blk: &mut Block,
     mv: &mut Vec<Move>,
     gr: &mut Vec<(u32, u32, u32)>,
+    t0: f64,
     tau: f64,
 ) -> Result<Vec<u64>, CoreError> {
+    let mut work = 0u64;
+    let mut cancelled = || {
+        work += 1;
+        work.is_multiple_of(CANCEL_CHECK_EVENTS) && sh.cancel.load(AtomicOrdering::Relaxed)
+    };
     let s = sh.s;
     let st = sh.rec.st;
     let mut molecules = vec![0u64; s];
@@ -1299,6 +1309,9 @@ fn scatter(
                     let grid = sh.grid.expect("lattice walk implies a grid");
                     let tables = &sh.tables[sp];
                     for _ in 0..n {
+                        if cancelled() {
+                            return Err(CoreError::Cancelled { time: t0 });
+                        }
                         let mut j = 0usize;
                         for ((&dim, &stride), table) in
                             grid.dims.iter().zip(&grid.strides).zip(tables)
@@ -1322,6 +1335,9 @@ fn scatter(
                         let mut at = i;
                         let mut t = 0.0;
                         loop {
+                            if cancelled() {
+                                return Err(CoreError::Cancelled { time: t0 });
+                            }
                             let edges = &list.edges[list.offsets[at]..list.offsets[at + 1]];
                             let Some(last) = edges.last() else {
                                 break;
@@ -2166,6 +2182,28 @@ mod tests {
         assert_eq!(
             s.advance(100.0, u64::MAX),
             Err(CoreError::Cancelled { time: 0.0 })
+        );
+
+        // In the diffusion phase: 2^27 molecules on a chain that is not a
+        // lattice (the hop-by-hop walk), 2,000 hops each in the one step:
+        // hours of work that Ctrl-C must be able to stop.
+        let mut chain = diffusion_problem([64, 1, 1], 1000.0, 0, 1 << 27);
+        chain.layout = crate::problem::shuffled_layout(64, 7);
+        let mut s = OpSplit::new(&chain, 5, 0, OpSplitOptions::default()).unwrap();
+        assert!(!s.lattice_walk(0));
+        let flag = s.cancel_flag();
+        let watchdog = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            flag.store(true, AtomicOrdering::Relaxed);
+        });
+        let started = std::time::Instant::now();
+        let outcome = s.advance(1.0, u64::MAX);
+        watchdog.join().unwrap();
+        assert_eq!(outcome, Err(CoreError::Cancelled { time: 0.0 }));
+        assert!(
+            started.elapsed().as_secs_f64() < 5.0,
+            "{:?}",
+            started.elapsed()
         );
 
         // Between steps: set before the call, nothing runs; cleared, it goes on.
