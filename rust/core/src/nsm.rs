@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use crate::calendar::{CalendarQueue, Store, IN_HEAP};
 use crate::error::{invalid, CoreError};
-use crate::problem::{Problem, RateSchedule};
+use crate::problem::{Problem, RateSchedule, StorageMap};
 use crate::queue::EventQueue;
 use crate::rng::Stream;
 
@@ -356,9 +356,8 @@ pub struct Nsm {
     total_events: u64,
     diffusion_events: Vec<u64>,
     reaction_events: Vec<u64>,
-    /// The caller's index of the subvolume stored at each position (the
-    /// problem's layout); empty when they are stored in the caller's order.
-    external: Vec<u32>,
+    /// The caller's index of each stored subvolume (the problem's layout).
+    external: StorageMap,
 }
 
 /// Outcome of `advance`.
@@ -373,27 +372,18 @@ pub enum Advance {
 impl Nsm {
     pub fn new(problem: &Problem, seed: u64, replicate: u64) -> Result<Self, CoreError> {
         problem.validate()?;
-        if problem.layout.is_empty() {
-            Self::build(problem, Vec::new(), seed, replicate)
-        } else {
-            Self::build(
-                &problem.in_layout_order(),
-                problem.layout.clone(),
-                seed,
-                replicate,
-            )
-        }
+        let (stored, external) = problem.stored();
+        Self::build(&stored, external, seed, replicate)
     }
 
     /// The solver of a validated `problem` stored in its own order, whose
-    /// position k is the caller's subvolume `external[k]` (empty: k).
+    /// position k is the caller's subvolume `external.caller(k)`.
     fn build(
         problem: &Problem,
-        external: Vec<u32>,
+        external: StorageMap,
         seed: u64,
         replicate: u64,
     ) -> Result<Self, CoreError> {
-        let ext = |i: usize| external.get(i).map_or(i, |&e| e as usize);
         let n = problem.n_subvolumes();
         let s = problem.n_species;
         let r = problem.n_reactions();
@@ -548,7 +538,7 @@ impl Nsm {
                             return invalid(format!(
                                 "transport rate of species {sp} out of subvolume {} is not \
                                  finite (coefficient * coupling / volume overflows)",
-                                ext(i)
+                                external.caller(i)
                             ));
                         }
                     }
@@ -893,21 +883,15 @@ impl Nsm {
     pub fn counts_into(&self, out: &mut [u32]) {
         let s = self.n_species;
         let rows = self.rec.cells().chunks_exact(self.stride);
-        if self.external.is_empty() {
-            for (dst, row) in out.chunks_exact_mut(s).zip(rows) {
-                dst.copy_from_slice(&row[C0..C0 + s]);
-            }
-        } else {
-            for (&i, row) in self.external.iter().zip(rows) {
-                let i = i as usize;
-                out[i * s..(i + 1) * s].copy_from_slice(&row[C0..C0 + s]);
-            }
+        for (k, row) in rows.take(self.n_subvolumes).enumerate() {
+            let i = self.external.caller(k);
+            out[i * s..(i + 1) * s].copy_from_slice(&row[C0..C0 + s]);
         }
     }
 
     /// The caller's index of the subvolume stored at position i.
     pub(crate) fn external_id(&self, i: usize) -> usize {
-        self.external.get(i).map_or(i, |&e| e as usize)
+        self.external.caller(i)
     }
 
     pub fn totals(&self) -> Vec<u64> {
@@ -947,13 +931,7 @@ impl Nsm {
     /// exactly at their times.
     pub fn advance(&mut self, t_stop: f64, max_events: u64) -> Result<Advance, CoreError> {
         self.advance_in_layout(t_stop, max_events)
-            .map_err(|err| match err {
-                CoreError::CountOverflow { species, subvolume } => CoreError::CountOverflow {
-                    species,
-                    subvolume: self.external_id(subvolume),
-                },
-                other => other,
-            })
+            .map_err(|err| self.external.caller_error(err))
     }
 
     /// `advance`, with errors naming subvolumes by their stored position.
@@ -1710,15 +1688,8 @@ mod tests {
         for t in [0.01, 0.03] {
             a.advance(t, u64::MAX).unwrap();
             b.advance(t, u64::MAX).unwrap();
-            let (ca, cb) = (a.counts(), b.counts());
-            for (k, &i) in layout.iter().enumerate() {
-                let i = i as usize;
-                assert_eq!(
-                    ca[i * 2..i * 2 + 2],
-                    cb[k * 2..k * 2 + 2],
-                    "t = {t}, subvolume {i}"
-                );
-            }
+            let stored = crate::problem::in_caller_order(&layout, &b.counts(), 2);
+            assert_eq!(a.counts(), stored, "t = {t}");
             assert_eq!(a.diffusion_events(), b.diffusion_events());
             assert_eq!(a.reaction_events(), b.reaction_events());
         }

@@ -55,7 +55,7 @@ use rayon::prelude::*;
 
 use crate::error::{invalid, CoreError};
 use crate::nsm::{choose_channel, Advance, RowChannel};
-use crate::problem::{Problem, RateSchedule};
+use crate::problem::{Problem, RateSchedule, StorageMap};
 use crate::rng::Stream;
 
 /// Subvolumes per block: the unit of parallel work and of random streams.
@@ -460,15 +460,8 @@ struct Shared<'a> {
     changes: &'a [Vec<(u32, i64)>],
     factors: &'a [f64],
     cancel: &'a AtomicBool,
-    /// The caller's index of each stored subvolume (empty: the same).
-    external: &'a [u32],
-}
-
-impl Shared<'_> {
-    /// The caller's index of stored subvolume i (for messages).
-    fn external_id(&self, i: usize) -> usize {
-        self.external.get(i).map_or(i, |&e| e as usize)
-    }
+    /// The caller's index of each stored subvolume (for messages).
+    external: &'a StorageMap,
 }
 
 /// The step plan of one advance segment: steps end at
@@ -511,9 +504,9 @@ pub struct OpSplit {
     steps: u64,
     plan: Option<Plan>,
     failed: Option<CoreError>,
-    /// The caller's index of the subvolume stored at each position (the
-    /// problem's layout, as in the exact solver); empty when the same.
-    external: Vec<u32>,
+    /// The caller's index of each stored subvolume (the problem's layout,
+    /// as in the exact solver).
+    external: StorageMap,
     /// Set by another thread (Ctrl-C) to stop `advance` soon: between steps it
     /// pauses cleanly; inside a step's reaction phase it fails the solver.
     cancel: Arc<AtomicBool>,
@@ -533,24 +526,19 @@ impl OpSplit {
     ) -> Result<Self, CoreError> {
         problem.validate()?;
         options.validate()?;
-        if problem.layout.is_empty() {
-            Self::build(problem, Vec::new(), seed, replicate, options)
-        } else {
-            let stored = problem.in_layout_order();
-            Self::build(&stored, problem.layout.clone(), seed, replicate, options)
-        }
+        let (stored, external) = problem.stored();
+        Self::build(&stored, external, seed, replicate, options)
     }
 
     /// The solver of a validated `problem` stored in its own order, whose
-    /// position k is the caller's subvolume `external[k]` (empty: k).
+    /// position k is the caller's subvolume `external.caller(k)`.
     fn build(
         problem: &Problem,
-        external: Vec<u32>,
+        external: StorageMap,
         seed: u64,
         replicate: u64,
         options: OpSplitOptions,
     ) -> Result<Self, CoreError> {
-        let ext = |i: usize| external.get(i).map_or(i, |&e| e as usize);
         let n = problem.n_subvolumes();
         let s = problem.n_species;
         let r = problem.n_reactions();
@@ -631,7 +619,7 @@ impl OpSplit {
                         return invalid(format!(
                             "transport rate of species {sp} out of subvolume {} is not \
                              finite (coefficient * coupling / volume overflows)",
-                            ext(i)
+                            external.caller(i)
                         ));
                     }
                     any |= rate > 0.0;
@@ -687,7 +675,7 @@ impl OpSplit {
                     if !cum.is_finite() {
                         return invalid(format!(
                             "transport rate of species {sp} out of subvolume {} is not finite",
-                            ext(i)
+                            external.caller(i)
                         ));
                     }
                     max_total = max_total.max(cum);
@@ -1026,7 +1014,7 @@ impl OpSplit {
             let cells = b.cells();
             for loc in 0..b.hi - b.lo {
                 let i = b.lo + loc;
-                let i = self.external.get(i).map_or(i, |&e| e as usize);
+                let i = self.external.caller(i);
                 out[i * s..(i + 1) * s].copy_from_slice(self.rec.row(cells, loc));
             }
         }
@@ -1142,18 +1130,7 @@ impl OpSplit {
                     plan.t_start + (plan.t_end - plan.t_start) * (k as f64 / plan.n as f64)
                 };
                 if let Err(e) = self.step(self.time, t1) {
-                    let e = match e {
-                        CoreError::CountOverflow { species, subvolume } => {
-                            CoreError::CountOverflow {
-                                species,
-                                subvolume: self
-                                    .external
-                                    .get(subvolume)
-                                    .map_or(subvolume, |&x| x as usize),
-                            }
-                        }
-                        other => other,
-                    };
+                    let e = self.external.caller_error(e);
                     self.failed = Some(e.clone());
                     self.plan = None;
                     return Err(e);
@@ -1558,7 +1535,7 @@ fn react(sh: &Shared, b: usize, blk: &mut Block, t0: f64, t1: f64) -> Result<(),
                     "more than {budget} reaction events in subvolume {} within one step \
                      ({t0} to {t1} s): the step is far too long for these rates (a \
                      runaway); lower tau or the tolerance",
-                    sh.external_id(i)
+                    sh.external.caller(i)
                 ));
             }
             a0 = 0.0;
@@ -1568,7 +1545,7 @@ fn react(sh: &Shared, b: usize, blk: &mut Block, t0: f64, t1: f64) -> Result<(),
             if !a0.is_finite() {
                 return invalid(format!(
                     "the reaction propensity of subvolume {} is not finite",
-                    sh.external_id(i)
+                    sh.external.caller(i)
                 ));
             }
             if clock.is_nan() {
@@ -1997,14 +1974,7 @@ mod tests {
             let (start, end, rx, dx) = run(&laid, threads);
             assert_eq!(start, plain.initial_counts);
             let (_, end_r, rx_r, dx_r) = run(&renumbered, threads);
-            for (k, &i) in layout.iter().enumerate() {
-                let i = i as usize;
-                assert_eq!(
-                    end[i * 3..i * 3 + 3],
-                    end_r[k * 3..k * 3 + 3],
-                    "subvolume {i}"
-                );
-            }
+            assert_eq!(end, crate::problem::in_caller_order(&layout, &end_r, 3));
             assert!(dx_r[0] > 1000, "{dx_r:?}");
             assert_eq!((rx, dx), (rx_r, dx_r));
         }

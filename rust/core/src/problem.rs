@@ -3,6 +3,8 @@
 //! initial counts. Built from plain arrays and validated once; solvers then
 //! index without bounds surprises.
 
+use std::borrow::Cow;
+
 use crate::error::{invalid, CoreError};
 
 /// Directed neighbour graph of subvolumes in CSR form.
@@ -324,6 +326,20 @@ impl Problem {
         self.schedule.validate(r)
     }
 
+    /// The problem as a solver stores it (renumbered in layout order;
+    /// borrowed when there is no layout) and the map back to the caller's
+    /// numbering. Call on a validated problem.
+    pub(crate) fn stored(&self) -> (Cow<'_, Problem>, StorageMap) {
+        if self.layout.is_empty() {
+            (Cow::Borrowed(self), StorageMap::default())
+        } else {
+            (
+                Cow::Owned(self.in_layout_order()),
+                StorageMap(self.layout.clone()),
+            )
+        }
+    }
+
     /// The same problem with its subvolumes renumbered in `layout` order
     /// (subvolume `layout[k]` becomes k) and an empty layout; itself when
     /// the layout is empty. Call on a validated problem.
@@ -377,6 +393,43 @@ impl Problem {
             layout: Vec::new(),
         }
     }
+}
+
+/// Where a solver's stored subvolumes come from: position k holds the
+/// caller's subvolume `map[k]` (a problem's layout); empty when they are
+/// stored in the caller's order. Everything a solver hands out (counts,
+/// subvolumes named in errors) goes through it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StorageMap(Vec<u32>);
+
+impl StorageMap {
+    /// The caller's index of stored subvolume k.
+    pub(crate) fn caller(&self, k: usize) -> usize {
+        self.0.get(k).map_or(k, |&i| i as usize)
+    }
+
+    /// `err` with the subvolume it names (a count overflow) in the caller's
+    /// numbering.
+    pub(crate) fn caller_error(&self, err: CoreError) -> CoreError {
+        match err {
+            CoreError::CountOverflow { species, subvolume } => CoreError::CountOverflow {
+                species,
+                subvolume: self.caller(subvolume),
+            },
+            other => other,
+        }
+    }
+}
+
+/// The (N, S) counts of a solver that stores subvolumes in `layout` order,
+/// `stored`, in the caller's order (for tests comparing the two).
+#[cfg(test)]
+pub(crate) fn in_caller_order(layout: &[u32], stored: &[u32], s: usize) -> Vec<u32> {
+    let mut out = vec![0; stored.len()];
+    for (row, &i) in stored.chunks_exact(s).zip(layout) {
+        out[i as usize * s..(i as usize + 1) * s].copy_from_slice(row);
+    }
+    out
 }
 
 /// A fixed pseudo-random permutation of 0..n (an LCG shuffle), for tests
