@@ -8,14 +8,25 @@ solver's bytes per subvolume. Reference values (BENCHMARKS.md / issue 2): about
 26.5 million events, final H2O2 about 1010 and PrxOx about 7290 molecules
 (means over seeds); target >= 1e7 events per CPU-second.
 
-    python benches/bench_nsm.py [--seeds 1 2 3] [--scenario h2o2-burst]
+With ``--reference`` it also builds ``benches/reference_nsm.rs`` (a textbook
+NSM with binary heaps, independent of redoxfield's code) with ``rustc -O`` and
+runs it on the same seeds, interleaved with the engine, and prints the ratio
+of the two rates: a figure that this machine's slow and fast phases move much
+less than the rates themselves.
+
+    python benches/bench_nsm.py [--seeds 1 2 3] [--scenario h2o2-burst] [--reference]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -50,14 +61,57 @@ def run_once(scenario: str, seed: int) -> dict[str, float]:
     }
 
 
+REFERENCE_SOURCE = Path(__file__).resolve().parent / "reference_nsm.rs"
+
+
+def build_reference(directory: Path) -> Path:
+    rustc = shutil.which("rustc")
+    if rustc is None:
+        raise SystemExit("--reference needs rustc on PATH")
+    binary = directory / "reference_nsm"
+    cmd = [rustc, "-O", "--edition", "2021", str(REFERENCE_SOURCE), "-o", str(binary)]
+    subprocess.run(cmd, check=True)
+    return binary
+
+
+def run_reference(binary: Path, seed: int) -> dict[str, float]:
+    """B1 (40 x 40 x 40 voxels, t = 0.05 s) on the reference kernel."""
+    out = subprocess.run(
+        [str(binary), str(seed), "40", "40", "40", "0.05"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return {k: float(v) for k, v in re.findall(r"(\w+)=(\S+)", out)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="h2o2-burst")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="also run benches/reference_nsm.rs (B1 only) and print the ratio",
+    )
     args = parser.parse_args()
+    if args.reference and args.scenario != "h2o2-burst":
+        parser.error("--reference knows only B1 (h2o2-burst)")
+    workdir = tempfile.TemporaryDirectory()
+    reference = build_reference(Path(workdir.name)) if args.reference else None
     rows = []
+    ratios = []
     for seed in args.seeds:
+        if reference is not None:
+            ref = run_reference(reference, seed)
+            print(
+                f"seed {seed} reference: {int(ref['events']):,} events in "
+                f"{ref['cpu_s']:.2f} CPU-s -> {ref['events_per_cpu_s']:.3e} events/CPU-s; "
+                f"H2O2 {int(ref['H2O2'])}, PrxOx {int(ref['PrxOx'])}"
+            )
         row = run_once(args.scenario, seed)
+        if reference is not None:
+            ratios.append(row["events_per_cpu_s"] / ref["events_per_cpu_s"])
         rows.append(row)
         print(
             f"seed {seed}: {row['events']:,} events ({row['diffusion']:,} diffusion, "
@@ -71,6 +125,12 @@ def main() -> None:
         med = statistics.median(r[k] for r in rows)
         mean = float(np.mean([r[k] for r in rows]))
         print(f"  {k:24s} median {med:14.6g}   mean {mean:14.6g}")
+    if ratios:
+        print(
+            f"  engine / reference rate   median {statistics.median(ratios):14.3g}"
+            f"   per seed {[round(r, 2) for r in ratios]}"
+        )
+    workdir.cleanup()
 
 
 if __name__ == "__main__":
