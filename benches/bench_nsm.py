@@ -20,16 +20,14 @@ less than the rates themselves.
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from _reference import build_reference, run_reference
 from redoxfield.scenario import load_scenario
 from redoxfield.simulation import sample_times
 
@@ -59,30 +57,6 @@ def run_once(scenario: str, seed: int) -> dict[str, float]:
         "bytes_per_subvolume": engine.bytes_per_subvolume,
         **{f"final_{n}": int(v) for n, v in zip(names, totals, strict=True)},
     }
-
-
-REFERENCE_SOURCE = Path(__file__).resolve().parent / "reference_nsm.rs"
-
-
-def build_reference(directory: Path) -> Path:
-    rustc = shutil.which("rustc")
-    if rustc is None:
-        raise SystemExit("--reference needs rustc on PATH")
-    binary = directory / "reference_nsm"
-    cmd = [rustc, "-O", "--edition", "2021", str(REFERENCE_SOURCE), "-o", str(binary)]
-    subprocess.run(cmd, check=True)
-    return binary
-
-
-def run_reference(binary: Path, seed: int) -> dict[str, float]:
-    """B1 (40 x 40 x 40 voxels, t = 0.05 s) on the reference kernel."""
-    out = subprocess.run(
-        [str(binary), str(seed), "40", "40", "40", "0.05"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return {k: float(v) for k, v in re.findall(r"(\w+)=(\S+)", out)}
 
 
 def main() -> None:

@@ -8,6 +8,9 @@
    x-profile in 0.5 µm bins (time-averaged over the second half of the run) and
    its decay length (log-linear fit beyond the source), each as the relative
    difference of the means with the NSM's standard error over its seeds;
+   on B1 also the independent textbook NSM of benches/reference_nsm.rs
+   (binary heaps; built with rustc), on the same seeds, and the engine's
+   rate as a ratio to it;
 3. opsplit's speed-up from 1 to 2 threads on B2 (same seed: identical output);
 4. ensemble throughput (rf.ensemble_totals, exact NSM replicates) on 1 and 2
    threads;
@@ -27,13 +30,16 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import redoxfield as rf
+from _reference import build_reference, run_reference
 from redoxfield.scenario import load_scenario
 from redoxfield.simulation import sample_times
 
@@ -238,7 +244,18 @@ def main() -> None:
     errors = []
     opsplit_b1_wall_per_s = math.nan
     t_start = time.perf_counter()
+    workdir = tempfile.TemporaryDirectory()
+    reference = build_reference(Path(workdir.name))
+    ref_rates: list[float] = []
     for p, n_nsm, n_ops in problems:
+        if p.name == "B1":
+            for k in range(n_nsm):
+                r = run_reference(reference, 1 + k)
+                ref_rates.append(r["events_per_cpu_s"])
+                rows.append(
+                    ("B1", "textbook NSM", r["events_per_cpu_s"], r["wall_s"], math.nan)
+                    + (r["events"], math.nan)
+                )
         nsm = [run(p, "nsm", 1 + k) for k in range(n_nsm)]
         ops = [run(p, "opsplit", 101 + k) for k in range(n_ops)]
         for label, rs in (("nsm", nsm), ("opsplit", ops)):
@@ -286,9 +303,23 @@ def main() -> None:
     print("\n## Solvers (events per CPU-second: CPU time of all threads)")
     print("| problem | solver | events/CPU-s | wall s | bytes/subvolume | events | tau (s) |")
     print("|---|---|---|---|---|---|---|")
+    ref_rows = [r for r in rows if r[1] == "textbook NSM"]
+    rows = [r for r in rows if r[1] != "textbook NSM"]
+    if ref_rows:
+        rows.insert(
+            1,
+            ("B1", "textbook NSM", statistics.median(ref_rates))
+            + tuple(statistics.median(r[k] for r in ref_rows) for k in (3, 4, 5, 6)),
+        )
     for name, label, eps, wall, byt, ev, tau in rows:
         tau_s = "" if math.isnan(tau) else f"{tau:.3g}"
-        print(f"| {name} | {label} | {eps:.3g} | {wall:.3g} | {byt:.0f} | {ev:.3g} | {tau_s} |")
+        byt_s = "" if math.isnan(byt) else f"{byt:.0f}"
+        print(f"| {name} | {label} | {eps:.3g} | {wall:.3g} | {byt_s} | {ev:.3g} | {tau_s} |")
+    b1_nsm = next(r[2] for r in rows if r[:2] == ("B1", "nsm"))
+    print(
+        f"B1: the exact NSM runs {b1_nsm / statistics.median(ref_rates):.1f}x the events per "
+        "CPU-second of the textbook NSM (benches/reference_nsm.rs), same seeds, same run"
+    )
     for name in ("B1", "B2", "B3"):
         w = {r[1]: r[3] for r in rows if r[0] == name}
         print(f"{name}: opsplit wall-time speed-up over the NSM: {w['nsm'] / w['opsplit']:.1f}x")
@@ -322,6 +353,7 @@ def main() -> None:
             print(readdy_b1(2e-6 if q else 1e-5, opsplit_b1_wall_per_s))
         except Exception as exc:  # pragma: no cover - optional
             print(f"ReaDDy run failed ({type(exc).__name__}: {exc}); skipped")
+    workdir.cleanup()
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
 
 
