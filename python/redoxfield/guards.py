@@ -115,7 +115,8 @@ def estimate_resources(
     r = int(n_reactions)
     transient = n * (20 + 4 * s) + e * 16
     if not lattice:
-        engine += n * (80 + 20 * s + 80 * r + 4) + e * (8 + 8 * s + 16)
+        # + 64: a hop line per subvolume when one species moves (nsm.rs HopLine).
+        engine += n * (80 + 20 * s + 80 * r + 4 + 64) + e * (8 + 8 * s + 16)
         transient *= 2
     sample = n * s * 4
     run = sample + 2 * min(max(flush_bytes, sample), max(t, 1) * sample) + 2 * n * (8 + 4 * s)

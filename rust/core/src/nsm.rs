@@ -111,6 +111,45 @@ struct Arrival {
     gain_end: u32,
 }
 
+/// Everything a hop of the lone mobile species out of or into one subvolume
+/// of a mesh reads, in one cache line, per stored subvolume (built when a
+/// graph has too many sites to stay in cache, every site has at most four
+/// edges and exactly one species moves).
+///
+/// `cum` holds the running sums of the species' edge rates in edge order,
+/// the very sums the general scan forms, so `x < cum[k]` picks the same edge
+/// bitwise; the last edge with a non-zero rate, and every slot after it,
+/// holds +inf instead, so that an x rounded up to the total still picks that
+/// edge (as the scan's fallback does) and the first k with `x < cum[k]` is
+/// the number of slots with `x >= cum[k]`, four compares without a branch.
+/// `rate` and the gain range are the subvolume's `Arrival`. Indexed by
+/// subvolume, not site: the destination's line is known from i and the edge
+/// alone, without waiting for the destination's record.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct HopLine {
+    cum: [f64; 4],
+    delta: [i32; 4],
+    rate: f64,
+    gain_start: u32,
+    gain_end: u32,
+}
+
+impl HopLine {
+    /// The offset of the edge a hop takes for x uniform on [0, rate).
+    #[inline(always)]
+    fn pick(&self, x: f64) -> i64 {
+        // The first k with x < cum[k]: cum is non-decreasing and +inf from
+        // the last moving edge on.
+        let k = usize::from(x >= self.cum[0])
+            + usize::from(x >= self.cum[1])
+            + usize::from(x >= self.cum[2])
+            + usize::from(x >= self.cum[3]);
+        debug_assert!(k < 4);
+        self.delta[k.min(3)] as i64
+    }
+}
+
 /// Record layout (u32 positions): next time (f64 bits, low word first), site,
 /// queue location, counts from C0, then the constant 1 at C0 + S.
 const T_LO: usize = 0;
@@ -343,6 +382,9 @@ pub struct Nsm {
     many_sites: bool,
     /// Per site, when exactly one species moves (empty otherwise).
     arrivals: Vec<Arrival>,
+    /// Per stored subvolume on meshes with one mobile species (empty
+    /// otherwise; see `HopLine`).
+    hop_lines: Vec<HopLine>,
     queue: CalendarQueue,
     /// Next times of the static group of every subvolume (reactions with
     /// no mobile reactant), in their own indexed heap: a diffusion event
@@ -662,6 +704,7 @@ impl Nsm {
             lone_mobile,
             many_sites,
             arrivals,
+            hop_lines: Vec::new(),
             queue: CalendarQueue::build(0, &mut Records::new(0, stride)),
             static_queue: EventQueue::default(),
             rng: Stream::new(seed, replicate),
@@ -671,6 +714,7 @@ impl Nsm {
             reaction_events: vec![0; r],
             external,
         };
+        nsm.hop_lines = nsm.build_hop_lines();
         let factors = nsm.schedule.factors_at(0.0, r);
         nsm.set_factors(&factors);
         let mut total_rate = 0.0;
@@ -706,6 +750,68 @@ impl Nsm {
         nsm.queue = CalendarQueue::build_with_rate(n, &mut nsm.rec, total_rate);
         nsm.static_queue = EventQueue::build(&static_times);
         Ok(nsm)
+    }
+
+    /// The hop lines of every stored subvolume (see `HopLine`), or none when
+    /// the graph has few sites (they stay in cache anyway), more than one
+    /// species moves, or a site has more than four edges.
+    fn build_hop_lines(&self) -> Vec<HopLine> {
+        let (s, m) = (self.n_species, self.lone_mobile);
+        if m >= s || !self.many_sites {
+            return Vec::new();
+        }
+        let fits = self
+            .sites
+            .iter()
+            .all(|site| site.edge_end - site.edge_start <= 4)
+            && self.edges.iter().all(|e| i32::try_from(e.delta).is_ok());
+        if !fits {
+            return Vec::new();
+        }
+        let cells = self.rec.cells();
+        (0..self.n_subvolumes)
+            .map(|i| {
+                let site_id = cells[i * self.stride + SITE] as usize;
+                let site = &self.sites[site_id];
+                let arrival = self.arrivals[site_id];
+                let mut line = HopLine {
+                    cum: [f64::INFINITY; 4],
+                    delta: [0; 4],
+                    rate: arrival.rate,
+                    gain_start: arrival.gain_start,
+                    gain_end: arrival.gain_end,
+                };
+                let edges = site.edge_start as usize..site.edge_end as usize;
+                let inv_w = self.uniform_edge_inv[site_id * s + m];
+                if inv_w > 0.0 {
+                    // The general path picks edge floor(x * inv_w) here (at
+                    // most the last): edge k from the least x with
+                    // x * inv_w >= k, found on the f64 grid, since the
+                    // rounded product is monotone in x.
+                    for (k, e) in edges.clone().enumerate() {
+                        line.delta[k] = self.edges[e].delta as i32;
+                        if k > 0 {
+                            line.cum[k - 1] = least_reaching(k as f64, inv_w);
+                        }
+                    }
+                    return line;
+                }
+                let mut acc = 0.0;
+                let mut last_moving = None;
+                for (k, e) in edges.enumerate() {
+                    let w = self.edge_rates[e * s + m];
+                    if w > 0.0 {
+                        acc += w;
+                        last_moving = Some(k);
+                    }
+                    line.cum[k] = acc;
+                    line.delta[k] = self.edges[e].delta as i32;
+                }
+                let first_inf = last_moving.unwrap_or(0);
+                line.cum[first_inf..].fill(f64::INFINITY);
+                line
+            })
+            .collect()
     }
 
     /// The number of species: the constant K when the hot loop is
@@ -919,7 +1025,8 @@ impl Nsm {
             + self.edge_rates.capacity() * size_of::<f64>()
             + self.uniform_edge_inv.capacity() * size_of::<f64>()
             + self.channels.capacity() * size_of::<Channel>()
-            + self.arrivals.capacity() * size_of::<Arrival>();
+            + self.arrivals.capacity() * size_of::<Arrival>()
+            + self.hop_lines.capacity() * size_of::<HopLine>();
         let per = self.rec.bytes()
             + self.queue.bytes()
             + self.n_subvolumes * EventQueue::bytes_per_entry();
@@ -1130,17 +1237,33 @@ impl Nsm {
             let (e, c) = (site.edge_start as usize, site.channel_start as usize);
             let rates = self.site_diff_rate.as_ptr().wrapping_add(site_id * s);
             let chans = self.channels.as_ptr().wrapping_add(c);
-            let edges = self.edges.as_ptr().wrapping_add(e);
-            let edge_rates = self.edge_rates.as_ptr().wrapping_add(e * s);
             for p in [
                 rates.cast::<u32>(),
                 chans.cast(),
                 chans.wrapping_add(2).cast(),
-                edges.cast(),
-                edge_rates.cast(),
-                edge_rates.wrapping_add(8).cast(),
             ] {
                 prefetch(p);
+            }
+            if !self.hop_lines.is_empty() {
+                // h's hop line, and its neighbours' (one of which the hop
+                // enters): the edge choice and the arrival read nothing else
+                // of the graph.
+                let line = self.hop_lines.as_ptr().wrapping_add(h);
+                prefetch(line.cast());
+                let st = self.st::<K>() as isize;
+                for &d in &site.prefetch[..4] {
+                    prefetch(line.wrapping_offset(d / st).cast());
+                }
+            } else {
+                let edges = self.edges.as_ptr().wrapping_add(e);
+                let edge_rates = self.edge_rates.as_ptr().wrapping_add(e * s);
+                for p in [
+                    edges.cast::<u32>(),
+                    edge_rates.cast(),
+                    edge_rates.wrapping_add(8).cast(),
+                ] {
+                    prefetch(p);
+                }
             }
             if !self.arrivals.is_empty() {
                 // The arrival entries and gain terms that a hop out of h
@@ -1323,6 +1446,51 @@ impl Nsm {
         Ok(())
     }
 
+    /// The offset of the edge along which a molecule of `species` leaves a
+    /// subvolume of site `site_id`, for x uniform on [0, its hop rate).
+    #[inline(always)]
+    fn pick_edge<const K: usize>(&self, site_id: usize, species: usize, x: f64) -> i64 {
+        let s = self.ns::<K>();
+        debug_assert!(site_id < self.sites.len());
+        // SAFETY: site ids in records are < sites.len(), and the per-(site,
+        // species) arrays hold sites.len() * S entries (built in `new`).
+        let (site, inv_w) = unsafe {
+            (
+                self.sites.get_unchecked(site_id),
+                *self.uniform_edge_inv.get_unchecked(site_id * s + species),
+            )
+        };
+        let edges = site.edge_start as usize..site.edge_end as usize;
+        if inv_w > 0.0 {
+            // x is uniform on [0, n_edges * w): edge floor(x / w).
+            let y = x * inv_w;
+            debug_assert!((0.0..=edges.len() as f64).contains(&y));
+            // SAFETY: x and inv_w are finite and >= 0 and y <= n_edges (up to
+            // rounding), far inside i64: one instruction, exact like `as`.
+            let k = (unsafe { y.to_int_unchecked::<i64>() } as usize).min(edges.len() - 1);
+            debug_assert!(edges.start + k < self.edges.len());
+            // SAFETY: k < the site's edge count, and its edges lie in `edges`.
+            unsafe { self.edges.get_unchecked(edges.start + k).delta }
+        } else {
+            let mut acc = 0.0;
+            let mut delta = 0i64;
+            for (edge, rates) in self.edges[edges.clone()]
+                .iter()
+                .zip(self.edge_rates[edges.start * s..edges.end * s].chunks_exact(s))
+            {
+                let w = rates[species];
+                if w > 0.0 {
+                    acc += w;
+                    delta = edge.delta;
+                    if x < acc {
+                        break;
+                    }
+                }
+            }
+            delta
+        }
+    }
+
     fn fire_diffusion<const K: usize, const M1: bool>(
         &mut self,
         t: f64,
@@ -1372,43 +1540,12 @@ impl Nsm {
         let species = species.min(s - 1);
         // rem is uniform on [0, n_s d_s): reuse it to choose the edge.
         let x = rem / counts[species] as f64;
-        debug_assert!(site_id < self.sites.len());
-        // SAFETY: site ids in records are < sites.len(), and the per-(site,
-        // species) arrays hold sites.len() * S entries (built in `new`).
-        let (site, inv_w) = unsafe {
-            (
-                self.sites.get_unchecked(site_id),
-                *self.uniform_edge_inv.get_unchecked(site_id * s + species),
-            )
-        };
-        let edges = site.edge_start as usize..site.edge_end as usize;
-        let delta = if inv_w > 0.0 {
-            // x is uniform on [0, n_edges * w): edge floor(x / w).
-            let y = x * inv_w;
-            debug_assert!((0.0..=edges.len() as f64).contains(&y));
-            // SAFETY: x and inv_w are finite and >= 0 and y <= n_edges (up to
-            // rounding), far inside i64: one instruction, exact like `as`.
-            let k = (unsafe { y.to_int_unchecked::<i64>() } as usize).min(edges.len() - 1);
-            debug_assert!(edges.start + k < self.edges.len());
-            // SAFETY: k < the site's edge count, and its edges lie in `edges`.
-            unsafe { self.edges.get_unchecked(edges.start + k).delta }
+        let delta = if M1 && !self.hop_lines.is_empty() {
+            debug_assert!(i < self.hop_lines.len());
+            // SAFETY: hop lines are built for every stored subvolume.
+            unsafe { self.hop_lines.get_unchecked(i) }.pick(x)
         } else {
-            let mut acc = 0.0;
-            let mut delta = 0i64;
-            for (edge, rates) in self.edges[edges.clone()]
-                .iter()
-                .zip(self.edge_rates[edges.start * s..edges.end * s].chunks_exact(s))
-            {
-                let w = rates[species];
-                if w > 0.0 {
-                    acc += w;
-                    delta = edge.delta;
-                    if x < acc {
-                        break;
-                    }
-                }
-            }
-            delta
+            self.pick_edge::<K>(site_id, species, x)
         };
         let j = (i as i64 + delta) as usize;
         let jbase = j * st;
@@ -1436,9 +1573,19 @@ impl Nsm {
         let (rate_j, gain) = if M1 {
             debug_assert!(sj < self.arrivals.len());
             // SAFETY: sj is a site id (< sites.len() == arrivals.len() under
-            // M1); its gain range lies in `gains` and every idx < stride.
+            // M1) and j a stored subvolume (< hop_lines.len() when there are
+            // any); the gain range lies in `gains` and every idx < stride.
             unsafe {
-                let arrival = *self.arrivals.get_unchecked(sj);
+                let arrival = if self.hop_lines.is_empty() {
+                    *self.arrivals.get_unchecked(sj)
+                } else {
+                    let line = self.hop_lines.get_unchecked(j);
+                    Arrival {
+                        rate: line.rate,
+                        gain_start: line.gain_start,
+                        gain_end: line.gain_end,
+                    }
+                };
                 let mut g = 0.0;
                 for t in self
                     .gains
@@ -1556,6 +1703,21 @@ pub(crate) fn choose_channel<C: RowChannel>(channels: &[C], row: &[u32], u: f64)
         }
     }
     chosen
+}
+
+/// The least x >= 0 with `x * inv_w >= k` in f64 arithmetic (k >= 1,
+/// inv_w > 0 finite): a step or two from k / inv_w along the f64 grid.
+fn least_reaching(k: f64, inv_w: f64) -> f64 {
+    let step_down = |x: f64| f64::from_bits(x.to_bits() - 1);
+    let step_up = |x: f64| f64::from_bits(x.to_bits() + 1);
+    let mut x = k / inv_w;
+    while x > 0.0 && step_down(x) * inv_w >= k {
+        x = step_down(x);
+    }
+    while x * inv_w < k {
+        x = step_up(x);
+    }
+    x
 }
 
 /// The next time of a subvolume with propensity `a > 0` at time `now`, from
@@ -1784,6 +1946,90 @@ mod tests {
         };
         let lattice = Nsm::new(&lattice, 7, 0).unwrap();
         assert!(!lattice.many_sites && lattice.n_sites() < 100);
+    }
+
+    /// Hop lines (meshes with one mobile species) pick the same edges and
+    /// arrivals as the general path, bitwise: a 2D grid (at most four edges
+    /// per subvolume) whose volumes vary, so that every subvolume is a site
+    /// of its own. The first 2,000 keep equal couplings (uniform sites, where
+    /// the general path picks by one multiplication); the rest vary per edge
+    /// and have some edges closed (coupling 0), the last edge of some too.
+    #[test]
+    fn hop_lines_change_nothing() {
+        let mut graph = cubic_lattice([90, 80, 1], 0.1);
+        let n = graph.n_subvolumes();
+        for (i, v) in graph.volumes.iter_mut().enumerate() {
+            *v *= 1.0 + 1e-5 * i as f64;
+        }
+        for i in 2000..n {
+            for e in graph.edge_offsets[i]..graph.edge_offsets[i + 1] {
+                graph.edge_coupling[e] *= if e % 13 == 5 || e % 17 == 3 {
+                    0.0
+                } else {
+                    1.0 + 1e-3 * (e % 7) as f64
+                };
+            }
+        }
+        let problem = Problem {
+            n_species: 2,
+            graph,
+            transport_coefficients: vec![1.0, 0.0],
+            reactions: vec![
+                rx(vec![0, 1], vec![1]),
+                rx(vec![], vec![0]),
+                rx(vec![0, 0], vec![]),
+            ],
+            rate_class: vec![0; n],
+            rate_constants: vec![0.05, 2.0, 0.01],
+            initial_counts: (0..n).flat_map(|i| [(i % 4) as u32, 3]).collect(),
+            schedule: Default::default(),
+            layout: Vec::new(),
+        };
+        let mut with = Nsm::new(&problem, 11, 0).unwrap();
+        assert!(with.many_sites && with.hop_lines.len() == n);
+        let uniform = (0..with.n_sites())
+            .filter(|&k| with.uniform_edge_inv[k * 2] > 0.0)
+            .count();
+        assert!((1500..=2000).contains(&uniform), "{uniform} uniform sites");
+        // Edge by edge, at every threshold, one f64 step below it, and at
+        // the total rate (an x rounded up to it takes the last moving edge).
+        let step_down = |x: f64| f64::from_bits(x.to_bits() - 1);
+        for (i, line) in with.hop_lines.iter().enumerate() {
+            let site = with.rec.cells()[i * with.stride + SITE] as usize;
+            let mut xs = vec![0.0, line.rate, with.site_diff_rate[site * 2]];
+            for &c in line.cum.iter().filter(|c| c.is_finite() && **c > 0.0) {
+                xs.extend([c, step_down(c)]);
+            }
+            for x in xs {
+                assert_eq!(line.pick(x), with.pick_edge::<2>(site, 0, x), "i {i} x {x}");
+            }
+        }
+        let mut without = Nsm::new(&problem, 11, 0).unwrap();
+        without.hop_lines = Vec::new();
+        for t in [0.05, 0.3] {
+            with.advance(t, u64::MAX).unwrap();
+            without.advance(t, u64::MAX).unwrap();
+            assert_eq!(with.counts(), without.counts(), "t = {t}");
+            assert_eq!(with.diffusion_events(), without.diffusion_events());
+            assert_eq!(with.reaction_events(), without.reaction_events());
+        }
+        assert!(with.total_events() > 100_000, "{}", with.total_events());
+        // Not built where they would not pay or not apply: a lattice (few,
+        // uniform sites), or a graph with more than four edges per subvolume.
+        let lattice = Problem {
+            graph: cubic_lattice([20, 20, 20], 0.1),
+            rate_class: vec![0; 8000],
+            initial_counts: vec![1; 16000],
+            ..problem.clone()
+        };
+        assert!(Nsm::new(&lattice, 7, 0).unwrap().hop_lines.is_empty());
+        let mut graph = cubic_lattice([20, 20, 20], 0.1);
+        for (i, v) in graph.volumes.iter_mut().enumerate() {
+            *v *= 1.0 + 1e-5 * i as f64;
+        }
+        let six_edges = Problem { graph, ..lattice };
+        let six_edges = Nsm::new(&six_edges, 7, 0).unwrap();
+        assert!(six_edges.many_sites && six_edges.hop_lines.is_empty());
     }
 
     /// A point release: every molecule starts in one voxel, so at build time
