@@ -1930,13 +1930,7 @@ mod tests {
         assert!(with.many_sites && with.n_sites() > MANY_SITES);
         let mut without = Nsm::new(&problem, 7, 0).unwrap();
         without.many_sites = false;
-        for t in [0.1, 0.5] {
-            with.advance(t, u64::MAX).unwrap();
-            without.advance(t, u64::MAX).unwrap();
-            assert_eq!(with.counts(), without.counts(), "t = {t}");
-            assert_eq!(with.total_events(), without.total_events());
-        }
-        assert!(with.total_events() > 100_000, "{}", with.total_events());
+        runs_match(&mut with, &mut without, &[0.1, 0.5]);
         // A uniform lattice has a handful of sites, whatever its size.
         let lattice = Problem {
             graph: cubic_lattice([20, 20, 20], 0.1),
@@ -1946,6 +1940,19 @@ mod tests {
         };
         let lattice = Nsm::new(&lattice, 7, 0).unwrap();
         assert!(!lattice.many_sites && lattice.n_sites() < 100);
+    }
+
+    /// Advance both solvers to each time and assert identical counts and
+    /// event counters, over a run long enough to mean something.
+    fn runs_match(a: &mut Nsm, b: &mut Nsm, times: &[f64]) {
+        for &t in times {
+            a.advance(t, u64::MAX).unwrap();
+            b.advance(t, u64::MAX).unwrap();
+            assert_eq!(a.counts(), b.counts(), "t = {t}");
+            assert_eq!(a.diffusion_events(), b.diffusion_events());
+            assert_eq!(a.reaction_events(), b.reaction_events());
+        }
+        assert!(a.total_events() > 100_000, "{}", a.total_events());
     }
 
     /// Hop lines (meshes with one mobile species) pick the same edges and
@@ -2006,14 +2013,7 @@ mod tests {
         }
         let mut without = Nsm::new(&problem, 11, 0).unwrap();
         without.hop_lines = Vec::new();
-        for t in [0.05, 0.3] {
-            with.advance(t, u64::MAX).unwrap();
-            without.advance(t, u64::MAX).unwrap();
-            assert_eq!(with.counts(), without.counts(), "t = {t}");
-            assert_eq!(with.diffusion_events(), without.diffusion_events());
-            assert_eq!(with.reaction_events(), without.reaction_events());
-        }
-        assert!(with.total_events() > 100_000, "{}", with.total_events());
+        runs_match(&mut with, &mut without, &[0.05, 0.3]);
         // Not built where they would not pay or not apply: a lattice (few,
         // uniform sites), or a graph with more than four edges per subvolume.
         let lattice = Problem {
