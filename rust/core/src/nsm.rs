@@ -79,7 +79,7 @@ struct Site {
     /// Record offsets (in cells: neighbour offset * stride) of the first six
     /// neighbours (0 past the last), prefetched when the site's subvolume is
     /// likely to fire next.
-    prefetch: [isize; 6],
+    prefetch: [i32; 6],
     /// Rate class: the site's gain terms for species s are
     /// `gains[gain_offsets[class * S + s]..gain_offsets[class * S + s + 1]]`.
     class: u32,
@@ -598,9 +598,11 @@ impl Nsm {
                         channels.extend_from_slice(chans);
                         (start, start + *n_fast as u32, channels.len() as u32)
                     });
-                    let mut prefetch = [0isize; 6];
+                    let mut prefetch = [0i32; 6];
                     for (p, e) in prefetch.iter_mut().zip(&edges[edge_start as usize..]) {
-                        *p = (e.delta * stride as i64) as isize;
+                        // Past i32 (over ~2^28 subvolumes apart) the record
+                        // itself stands in: a prefetch is only a hint.
+                        *p = i32::try_from(e.delta * stride as i64).unwrap_or(0);
                     }
                     sites.push(Site {
                         prefetch,
@@ -1225,7 +1227,7 @@ impl Nsm {
         // A fixed six (a lattice neighbourhood; padded with 0, the record
         // itself): the loop unrolls, with no trip count to load.
         for &d in &site.prefetch {
-            prefetch(row.wrapping_offset(d));
+            prefetch(row.wrapping_offset(d as isize));
         }
         if self.many_sites {
             // The site's own rates, channels and edges, which its next event
@@ -1252,7 +1254,7 @@ impl Nsm {
                 prefetch(line.cast());
                 let st = self.st::<K>() as isize;
                 for &d in &site.prefetch[..4] {
-                    prefetch(line.wrapping_offset(d / st).cast());
+                    prefetch(line.wrapping_offset(d as isize / st).cast());
                 }
             } else {
                 let edges = self.edges.as_ptr().wrapping_add(e);
