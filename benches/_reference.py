@@ -1,5 +1,5 @@
 """Build and run ``benches/reference_nsm.rs``, the independent textbook NSM for
-B1 (shared by bench_nsm.py and bench_suite.py)."""
+B1 (shared by bench_nsm.py, bench_suite.py and tests/test_reference_kernel.py)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,27 @@ REFERENCE_SOURCE = Path(__file__).resolve().parent / "reference_nsm.rs"
 
 
 def build_reference(directory: Path) -> Path:
+    """Compile the kernel with ``rustc -O`` into ``directory``; RuntimeError
+    when rustc is not on PATH."""
     rustc = shutil.which("rustc")
     if rustc is None:
-        raise SystemExit("the reference kernel (benches/reference_nsm.rs) needs rustc on PATH")
+        raise RuntimeError("the reference kernel (benches/reference_nsm.rs) needs rustc on PATH")
     binary = directory / "reference_nsm"
     cmd = [rustc, "-O", "--edition", "2021", str(REFERENCE_SOURCE), "-o", str(binary)]
     subprocess.run(cmd, check=True)
     return binary
 
 
-def run_reference(binary: Path, seed: int) -> dict[str, float]:
-    """B1 (40 x 40 x 40 voxels, t = 0.05 s) on the reference kernel."""
+def run_reference(
+    binary: Path,
+    seed: int,
+    shape: tuple[int, int, int] = (40, 40, 40),
+    t_end: float = 0.05,
+) -> dict[str, float]:
+    """B1's chemistry on a box of ``shape`` 0.1 µm voxels to ``t_end`` (B1
+    itself by default): every ``key=value`` the kernel prints."""
     out = subprocess.run(
-        [str(binary), str(seed), "40", "40", "40", "0.05"],
+        [str(binary), str(seed), *map(str, shape), str(t_end)],
         check=True,
         capture_output=True,
         text=True,

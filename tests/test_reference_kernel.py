@@ -21,9 +21,8 @@ exact Poisson mean.
 
 from __future__ import annotations
 
-import re
+import importlib.util
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,14 @@ from .conftest import needs_core
 
 pytestmark = needs_core
 
-REFERENCE = Path(__file__).resolve().parents[1] / "benches" / "reference_nsm.rs"
+# The benches' build-and-run helpers (benches/ is not a package).
+_spec = importlib.util.spec_from_file_location(
+    "_reference", Path(__file__).resolve().parents[1] / "benches" / "_reference.py"
+)
+assert _spec is not None and _spec.loader is not None
+_reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_reference)
+
 SHAPE = (20, 10, 10)
 T_END = 0.02
 REPLICATES = 48
@@ -44,27 +50,14 @@ STATS = ("diffusion", "oxidations", "reductions", "births", "H2O2", "PrxOx")
 
 @pytest.fixture(scope="module")
 def reference_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rustc = shutil.which("rustc")
-    if rustc is None:
+    if shutil.which("rustc") is None:
         pytest.skip("rustc is not installed (needed to build benches/reference_nsm.rs)")
-    out = tmp_path_factory.mktemp("reference") / "reference_nsm"
-    subprocess.run(
-        [rustc, "-O", "--edition", "2021", str(REFERENCE), "-o", str(out)],
-        check=True,
-        capture_output=True,
-    )
-    return out
+    return _reference.build_reference(tmp_path_factory.mktemp("reference"))
 
 
 def run_reference(binary: Path, seed: int) -> dict[str, float]:
-    line = subprocess.run(
-        [str(binary), str(seed), *map(str, SHAPE), str(T_END)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    fields = dict(re.findall(r"(\w+)=(\S+)", line))
-    return {k: float(fields[k]) for k in STATS}
+    out = _reference.run_reference(binary, seed, SHAPE, T_END)
+    return {k: out[k] for k in STATS}
 
 
 def run_engine(b1_model: rf.Model, seed: int) -> dict[str, float]:
