@@ -146,6 +146,78 @@ class NsmEngine:
     def reaction_events(self) -> NDArray[np.uint64]:
         """(R,) firings per reaction."""
 
+class MoleculesEngine:
+    """Exact SSA with one next-event clock per molecule of the lone moving species
+    (next-reaction method over molecules; the same Markov chain as the NSM)."""
+
+    def __init__(
+        self,
+        *,
+        volumes: NDArray[np.float64],
+        edge_offsets: NDArray[np.int64],
+        edge_targets: NDArray[np.int64],
+        edge_coupling: NDArray[np.float64],
+        edge_class: NDArray[np.int64],
+        transport_coefficients: NDArray[np.float64],
+        reactants: NDArray[np.int64],
+        product_offsets: NDArray[np.int64],
+        product_species: NDArray[np.int64],
+        rate_class: NDArray[np.int64],
+        rate_constants: NDArray[np.float64],
+        counts: NDArray[np.int64],
+        seed: int,
+        replicate: int = 0,
+        species_names: Sequence[str] | None = None,
+        schedule_times: NDArray[np.float64] | None = None,
+        schedule_factors: NDArray[np.float64] | None = None,
+        layout: NDArray[np.int64] | None = None,
+    ) -> None:
+        """As ``NsmEngine``; also ValueError unless exactly one species moves and no
+        reaction has two molecules of it among its reactants. No checkpoints."""
+
+    @property
+    def time(self) -> float:
+        """Simulated time reached (s)."""
+
+    @property
+    def n_subvolumes(self) -> int: ...
+    @property
+    def n_species(self) -> int: ...
+    @property
+    def n_reactions(self) -> int: ...
+    @property
+    def total_events(self) -> int: ...
+    @property
+    def bytes_per_subvolume(self) -> float:
+        """Memory held by the solver state, bytes per subvolume."""
+
+    @property
+    def mobile_species(self) -> int:
+        """Index of the species whose molecules carry the clocks."""
+
+    def advance(
+        self,
+        t_stop: float,
+        progress: Callable[[float, int], None] | None = None,
+        max_seconds: float | None = None,
+    ) -> bool:
+        """As ``NsmEngine.advance``."""
+
+    def counts(self) -> NDArray[np.uint32]:
+        """Copy of the (N, S) counts."""
+
+    def counts_into(self, out: NDArray[np.uint32]) -> None:
+        """Write the (N, S) counts into a preallocated uint32 array."""
+
+    def totals(self) -> NDArray[np.int64]:
+        """(S,) total molecules per species."""
+
+    def diffusion_events(self) -> NDArray[np.uint64]:
+        """(S,) transport events per species (only the moving one's are non-zero)."""
+
+    def reaction_events(self) -> NDArray[np.uint64]:
+        """(R,) firings per reaction."""
+
 class OpSplitEngine:
     """Approximate operator-splitting solver on one trajectory, multithreaded
     (docs/performance.md): per step of length tau, an exact walk of every mobile

@@ -96,16 +96,18 @@ class Scenario:
     #: ``[biology]`` table built (redoxfield.biology.BioModel) or None.
     biology: Any = None
 
-    def simulation(self, seed: int | None = None) -> Simulation:
-        """A Simulation with the initial conditions applied (``seed`` overrides [run])."""
+    def simulation(self, seed: int | None = None, solver: str | None = None) -> Simulation:
+        """A Simulation with the initial conditions applied (``seed`` and ``solver``
+        override [run]; another solver than [run]'s starts without its options)."""
         rs = self.run_settings
+        same = solver is None or solver == rs.solver
         sim = Simulation(
             self.model,
             self.space,
             seed=rs.seed if seed is None else seed,
-            solver=rs.solver,
+            solver=rs.solver if solver is None else solver,
             replicate=rs.replicate,
-            solver_options=rs.solver_options,
+            solver_options=rs.solver_options if same else None,
         )
         for k, ic in enumerate(self.initial):
             try:

@@ -46,12 +46,16 @@ from .result import Result
 
 __all__ = ["SOLVERS", "SOLVER_OPTIONS", "Simulation", "sample_times"]
 
-#: Solvers that exist, by name: "nsm" the exact next-subvolume method, "opsplit"
-#: the approximate multithreaded operator-splitting solver (docs/performance.md).
-SOLVERS = ("nsm", "opsplit")
+#: Solvers that exist, by name: "nsm" the exact next-subvolume method, "molecules"
+#: the exact SSA with one clock per molecule of the lone moving species (faster
+#: where it applies: exactly one species moves and no reaction takes two of it),
+#: "opsplit" the approximate multithreaded operator-splitting solver
+#: (docs/performance.md).
+SOLVERS = ("nsm", "molecules", "opsplit")
 #: Options each solver accepts in ``solver_options``.
 SOLVER_OPTIONS: dict[str, tuple[str, ...]] = {
     "nsm": (),
+    "molecules": (),
     "opsplit": ("tolerance", "tau", "threads"),
 }
 #: In-memory results larger than this many bytes of raw counts are refused.
@@ -174,6 +178,26 @@ def _check_int(value: object, what: str, lo: int, hi: int) -> int:
     return v
 
 
+def _check_molecules_applies(problem: CoreProblem) -> None:
+    """SimulationError unless the molecules solver can split this problem over
+    molecules: exactly one species moves, and no reaction takes two of it."""
+    species = problem.network.species
+    moving = [species[k] for k in np.flatnonzero((problem.transport_coefficients > 0).any(axis=0))]
+    if len(moving) != 1:
+        which = ", ".join(moving) if moving else "none"
+        raise SimulationError(
+            f"solver 'molecules' needs exactly one species that moves; this model has "
+            f"{len(moving)} ({which}): use solver 'nsm'"
+        )
+    m = species.index(moving[0])
+    for name, row in zip(problem.network.reaction_names, problem.network.reactants, strict=True):
+        if int(np.count_nonzero(row == m)) > 1:
+            raise SimulationError(
+                f"solver 'molecules' cannot run reaction {name!r}: it takes two molecules of "
+                f"the moving species {moving[0]!r} (use solver 'nsm')"
+            )
+
+
 class Simulation:
     """One stochastic trajectory of ``model`` on ``space``.
 
@@ -182,8 +206,10 @@ class Simulation:
     The model and geometry are compiled here (errors such as an unknown region in
     a reaction surface now); later changes to them do not affect this Simulation.
     ``seed`` and ``replicate`` (integers in 0..2**64-1) select the random stream.
-    ``solver``: ``"nsm"`` (exact, default) or ``"opsplit"`` (approximate,
-    multithreaded); ``solver_options`` for ``"opsplit"``: ``tolerance`` (largest
+    ``solver``: ``"nsm"`` (exact, default), ``"molecules"`` (exact, one clock per
+    molecule of the lone moving species: faster where exactly one species moves and
+    no reaction takes two of it, SimulationError otherwise) or ``"opsplit"``
+    (approximate, multithreaded); ``solver_options`` for ``"opsplit"``: ``tolerance`` (largest
     per-molecule reaction probability per step, default 0.01), ``tau`` (a fixed
     largest step, s) and ``threads`` (0: one per core). The opsplit trajectory for
     a seed is the same on any number of threads.
@@ -211,6 +237,8 @@ class Simulation:
         self.graph: SubvolumeGraph = as_graph(space)
         self.problem: CoreProblem = compile_problem(self.model, self.graph)
         self.species: tuple[str, ...] = self.problem.network.species
+        if solver == "molecules":
+            _check_molecules_applies(self.problem)
         n, s = self.graph.n_subvolumes, len(self.species)
         self._counts = np.zeros((n, s), dtype=np.int64)
         self._surface_parts: dict[tuple[int, str], NDArray[np.int64]] = {}
@@ -480,12 +508,15 @@ class Simulation:
 
     # -- running ------------------------------------------------------------------------
     def make_engine(self) -> Any:
-        """A fresh engine of the chosen solver (``_core.NsmEngine`` or
-        ``_core.OpSplitEngine``) at t = 0 with the initial counts."""
+        """A fresh engine of the chosen solver (``_core.NsmEngine``,
+        ``_core.MoleculesEngine`` or ``_core.OpSplitEngine``) at t = 0 with the
+        initial counts."""
         core = _load_core()
         kwargs = dict(**self.engine_arrays(), seed=self.seed, replicate=self.replicate)
         if self.solver == "opsplit":
             return core.OpSplitEngine(**kwargs, **self.solver_options)
+        if self.solver == "molecules":
+            return core.MoleculesEngine(**kwargs)
         return core.NsmEngine(**kwargs)
 
     def run(

@@ -23,10 +23,10 @@ fn main() {
     let n = problem.n_subvolumes();
     let mut nsm = Nsm::new(&problem, seed, 0).expect("valid problem");
     let start = Instant::now();
-    let cpu0 = cpu_seconds();
+    let cpu0 = common::cpu_seconds();
     while nsm.advance(t_end, u64::MAX).unwrap() != Advance::Reached {}
     let wall = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
+    let cpu = common::cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
     let ev = nsm.total_events();
     let totals = nsm.totals();
     println!(
@@ -39,12 +39,4 @@ fn main() {
         nsm.bytes_per_subvolume(),
         nsm.empty_buckets_walked() as f64 / ev as f64
     );
-}
-
-/// CPU time of this thread so far (Linux: /proc/thread-self/schedstat, ns
-/// on the CPU); None elsewhere.
-fn cpu_seconds() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns: f64 = s.split_whitespace().next()?.parse().ok()?;
-    Some(ns * 1e-9)
 }

@@ -9,6 +9,9 @@ pub enum CoreError {
     /// An event would push a count past `u32::MAX`; the state is left as it was
     /// before that event.
     CountOverflow { species: usize, subvolume: usize },
+    /// The molecules solver would hold more than `limit` molecules of the
+    /// moving species; the state is left as it was before that event.
+    TooManyMolecules { species: usize, limit: usize },
     /// The caller's cancel flag was seen in the middle of a step of the
     /// operator-splitting solver: the state is partial and the solver refuses
     /// to go on.
@@ -23,6 +26,10 @@ impl fmt::Display for CoreError {
                 f,
                 "count of species {species} in subvolume {subvolume} would exceed {} molecules",
                 u32::MAX
+            ),
+            CoreError::TooManyMolecules { species, limit } => write!(
+                f,
+                "the molecules solver holds at most {limit} molecules of species {species}"
             ),
             CoreError::Cancelled { time } => write!(
                 f,

@@ -11,6 +11,7 @@ pub mod ensemble;
 pub mod error;
 pub mod lattice;
 pub mod memory;
+pub mod molecules;
 pub mod nsm;
 pub mod opsplit;
 pub mod problem;
@@ -19,6 +20,7 @@ pub mod rng;
 
 pub use ensemble::{ensemble_totals, EnsembleOutput};
 pub use error::CoreError;
+pub use molecules::Molecules;
 pub use nsm::{Advance, Nsm};
 pub use opsplit::{OpSplit, OpSplitOptions};
 pub use problem::{Problem, RateSchedule, Reaction, SubvolumeGraph};

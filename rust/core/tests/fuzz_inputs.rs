@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use redoxfield_core::lattice::cubic_lattice;
 use redoxfield_core::{
-    ensemble_totals, Nsm, OpSplit, OpSplitOptions, Problem, RateSchedule, Reaction, Stream,
-    SubvolumeGraph,
+    ensemble_totals, Molecules, Nsm, OpSplit, OpSplitOptions, Problem, RateSchedule, Reaction,
+    Stream, SubvolumeGraph,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -177,11 +177,36 @@ fn fuzz_problem_validation_and_construction() {
     let start = Instant::now();
     let mut g = Gen(Stream::new(0xF022, 1));
     let (mut built, mut refused, mut ran) = (0u64, 0u64, 0u64);
+    let mut molecules_ran = 0u64;
     let mut execs = 0u64;
     while execs < iters && start.elapsed() < limit {
         execs += 1;
         let p = random_problem(&mut g);
         let seed = g.below(1 << 20);
+        // The molecules solver on the same input: a short run, its counts
+        // and totals; every refusal an error, never a panic.
+        let molecules = catch_unwind(AssertUnwindSafe(|| match Molecules::new(&p, seed, 0) {
+            Err(_) => false,
+            Ok(mut m) => {
+                let _ = m.advance(1.0, 2000);
+                let counts = m.counts();
+                let totals = m.totals();
+                for (sp, &t) in totals.iter().enumerate() {
+                    let sum: u64 = counts
+                        .iter()
+                        .skip(sp)
+                        .step_by(m.n_species())
+                        .map(|&c| c as u64)
+                        .sum();
+                    assert_eq!(sum, t, "totals are the counts' sums");
+                }
+                true
+            }
+        }));
+        match molecules {
+            Ok(r) => molecules_ran += u64::from(r),
+            Err(_) => panic!("molecules solver panicked on input {execs}: {p:?}"),
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let _ = p.validate();
             match Nsm::new(&p, seed, 0) {
@@ -208,8 +233,11 @@ fn fuzz_problem_validation_and_construction() {
             Err(_) => panic!("panic on input {execs}: {p:?}"),
         }
     }
-    println!("fuzz_problem: {execs} executions, {built} built ({ran} run), {refused} refused");
-    assert!(built > 0 && refused > 0);
+    println!(
+        "fuzz_problem: {execs} executions, {built} built ({ran} run), {refused} refused; \
+         molecules solver ran {molecules_ran}"
+    );
+    assert!(built > 0 && refused > 0 && molecules_ran > 0);
 }
 
 /// Runs `work` while a watchdog thread sets `cancel` (the flag Ctrl-C sets)

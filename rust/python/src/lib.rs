@@ -15,8 +15,8 @@ use numpy::{
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use redoxfield_core::{
-    ensemble_totals, Advance, CoreError, Nsm, OpSplit, OpSplitOptions, Problem, RateSchedule,
-    Reaction, SubvolumeGraph,
+    ensemble_totals, Advance, CoreError, Molecules, Nsm, OpSplit, OpSplitOptions, Problem,
+    RateSchedule, Reaction, SubvolumeGraph,
 };
 
 /// Python exceptions. In their own module so that the Python-visible name
@@ -79,6 +79,13 @@ impl Names {
                  (the per-subvolume limit); the run stopped before that event",
                     self.species(species),
                     u32::MAX
+                ))
+            }
+            CoreError::TooManyMolecules { species, limit } => {
+                exceptions::CoreError::new_err(format!(
+                    "the molecules solver holds at most {limit} molecules of {}; the run \
+                     stopped before the event that would pass that (use solver 'nsm')",
+                    self.species(species)
                 ))
             }
             CoreError::Cancelled { .. } => exceptions::CoreError::new_err(err.to_string()),
@@ -320,6 +327,7 @@ macro_rules! engine_impl {
     };
 }
 engine_impl!(Nsm, EVENTS_PER_SLICE, |_: &Nsm| None);
+engine_impl!(Molecules, EVENTS_PER_SLICE, |_: &Molecules| None);
 engine_impl!(OpSplit, STEPS_PER_SLICE, |e: &OpSplit| Some(
     e.cancel_flag()
 ));
@@ -959,12 +967,139 @@ impl NsmEngine {
     }
 }
 
+/// Exact SSA with one clock per molecule of the lone moving species, on one
+/// trajectory. See _core.pyi for the contract.
+#[pyclass(module = "redoxfield._core")]
+struct MoleculesEngine {
+    solver: Molecules,
+    names: Names,
+}
+
+#[pymethods]
+impl MoleculesEngine {
+    #[new]
+    #[pyo3(signature = (*, volumes, edge_offsets, edge_targets, edge_coupling, edge_class,
+        transport_coefficients, reactants, product_offsets, product_species, rate_class,
+        rate_constants, counts, seed, replicate = 0, species_names = None,
+        schedule_times = None, schedule_factors = None, layout = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        volumes: PyReadonlyArray1<f64>,
+        edge_offsets: PyReadonlyArray1<i64>,
+        edge_targets: PyReadonlyArray1<i64>,
+        edge_coupling: PyReadonlyArray1<f64>,
+        edge_class: PyReadonlyArray1<i64>,
+        transport_coefficients: PyReadonlyArray2<f64>,
+        reactants: PyReadonlyArray2<i64>,
+        product_offsets: PyReadonlyArray1<i64>,
+        product_species: PyReadonlyArray1<i64>,
+        rate_class: PyReadonlyArray1<i64>,
+        rate_constants: PyReadonlyArray2<f64>,
+        counts: PyReadonlyArray2<i64>,
+        seed: u64,
+        replicate: u64,
+        species_names: Option<Vec<String>>,
+        schedule_times: Option<PyReadonlyArray1<f64>>,
+        schedule_factors: Option<PyReadonlyArray2<f64>>,
+        layout: Option<PyReadonlyArray1<i64>>,
+    ) -> PyResult<Self> {
+        let (problem, names) = problem_from_arrays(
+            volumes,
+            edge_offsets,
+            edge_targets,
+            edge_coupling,
+            edge_class,
+            transport_coefficients,
+            reactants,
+            product_offsets,
+            product_species,
+            rate_class,
+            rate_constants,
+            counts,
+            species_names,
+            (schedule_times, schedule_factors),
+            layout,
+        )?;
+        let solver = Molecules::new(&problem, seed, replicate).map_err(|e| names.error(e))?;
+        Ok(MoleculesEngine { solver, names })
+    }
+
+    #[getter]
+    fn time(&self) -> f64 {
+        self.solver.time()
+    }
+    #[getter]
+    fn n_subvolumes(&self) -> usize {
+        self.solver.n_subvolumes()
+    }
+    #[getter]
+    fn n_species(&self) -> usize {
+        self.solver.n_species()
+    }
+    #[getter]
+    fn n_reactions(&self) -> usize {
+        self.solver.n_reactions()
+    }
+    #[getter]
+    fn total_events(&self) -> u64 {
+        self.solver.total_events()
+    }
+    #[getter]
+    fn bytes_per_subvolume(&self) -> f64 {
+        self.solver.bytes_per_subvolume()
+    }
+    /// Index of the species whose molecules carry the clocks.
+    #[getter]
+    fn mobile_species(&self) -> usize {
+        self.solver.mobile_species()
+    }
+
+    #[pyo3(signature = (t_stop, progress = None, max_seconds = None))]
+    fn advance(
+        &mut self,
+        py: Python<'_>,
+        t_stop: f64,
+        progress: Option<Bound<'_, PyAny>>,
+        max_seconds: Option<f64>,
+    ) -> PyResult<bool> {
+        advance_engine(
+            py,
+            &mut self.solver,
+            &self.names,
+            t_stop,
+            progress,
+            max_seconds,
+        )
+    }
+
+    fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<u32>>> {
+        counts_array(py, &self.solver)
+    }
+
+    fn counts_into(&self, out: PyReadwriteArray2<u32>) -> PyResult<()> {
+        fill_counts(&self.solver, out)
+    }
+
+    fn totals<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        totals_array(py, &self.solver)
+    }
+
+    fn diffusion_events<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        PyArray1::from_vec(py, Engine::diffusion_events(&self.solver))
+    }
+
+    fn reaction_events<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        PyArray1::from_vec(py, Engine::reaction_events(&self.solver))
+    }
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("CoreError", m.py().get_type::<exceptions::CoreError>())?;
     m.add_class::<NsmEngine>()?;
     m.add_class::<OpSplitEngine>()?;
+    m.add_class::<MoleculesEngine>()?;
     m.add_function(wrap_pyfunction!(run_ensemble_totals, m)?)?;
     Ok(())
 }
