@@ -21,15 +21,22 @@ statistical tolerance):
 Rates are bounded so that an example has at most a few thousand events (order 0 as
 a flux of <= 200 molecules/s; order 1 <= 20 /s; order 2 <= 10 /s per pair in the
 smallest voxel), t_end = 0.05 s.
+
+The exact "molecules" solver gets its own variants (networks drawn
+with one moving species 3 times in 4): where the network qualifies (exactly one
+species with D > 0, no reaction taking two of it; decided here from the generated
+lists) the same properties hold; where it does not, Simulation(...) must refuse
+it with a SimulationError saying why.
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import redoxfield as rf
@@ -46,6 +53,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,  # a fixed sequence of examples: the suite is reproducible
 )
+MOLECULES_SETTINGS = settings(SETTINGS, max_examples=40)
 
 
 @st.composite
@@ -65,10 +73,16 @@ def lattices(draw, min_voxels=1):
 
 
 @st.composite
-def networks(draw):
+def networks(draw, one_mover=False):
+    """A random network; ``one_mover``: 3 times in 4 exactly one species moves
+    (so that the molecules solver applies more often than by chance)."""
     n_species = draw(st.integers(1, 4))
     names = NAMES[:n_species]
     diffusion = [draw(st.sampled_from([0.0, 0.1, 1.0, 5.0])) for _ in names]
+    if one_mover and draw(st.integers(0, 3)) > 0:
+        j = draw(st.integers(0, n_species - 1))
+        diffusion = [0.0] * n_species
+        diffusion[j] = draw(st.sampled_from([0.1, 1.0, 5.0]))
     reactions = []
     for _ in range(draw(st.integers(0, 5))):
         order = draw(st.integers(0, 2))
@@ -92,16 +106,45 @@ def equation(reactants, products):
     return f"{' + '.join(reactants)} -> {' + '.join(products) or '0'}"
 
 
-def build(names, diffusion, reactions, counts, space, seed=1, replicate=0):
+def model(names, diffusion, reactions):
     m = rf.Model()
     for s, d in zip(names, diffusion, strict=True):
         m.species(s, D=d)
     for i, (reac, prod, rate, region) in enumerate(reactions):
         m.reaction(equation(reac, prod), region=region, name=f"r{i}", **rate)
-    sim = rf.Simulation(m, space, seed=seed, replicate=replicate)
+    return m
+
+
+def build(names, diffusion, reactions, counts, space, seed=1, replicate=0, solver="nsm"):
+    m = model(names, diffusion, reactions)
+    sim = rf.Simulation(m, space, seed=seed, replicate=replicate, solver=solver)
     for s, n in zip(names, counts, strict=True):
         sim.set_count(s, n)
     return sim
+
+
+def molecules_refusal(names, diffusion, reactions):
+    """Why solver "molecules" must refuse this network, as (start of the message,
+    names it must contain), or None when it applies: exactly one species with
+    D > 0 (on any lattice, one voxel too) and no reaction with two of it."""
+    moving = [s for s, d in zip(names, diffusion, strict=True) if d > 0]
+    if len(moving) != 1:
+        return "solver 'molecules' needs exactly one species that moves", moving
+    for i, (reac, _, _, _) in enumerate(reactions):
+        if reac.count(moving[0]) > 1:
+            return f"solver 'molecules' cannot run reaction 'r{i}'", [moving[0]]
+    return None
+
+
+def check_refused(why, names, diffusion, reactions, space):
+    start, named = why
+    event("refused: " + ("two of the mover" if "cannot run" in start else "not one mover"))
+    with pytest.raises(rf.SimulationError) as info:
+        rf.Simulation(model(names, diffusion, reactions), space, seed=1, solver="molecules")
+    msg = str(info.value)
+    assert msg.startswith(start), msg
+    for s in named:
+        assert re.search(rf"\b{s}\b", msg), (s, msg)
 
 
 def stoichiometry(names, reactions):
@@ -122,10 +165,33 @@ def all_counts(res, names):
 @SETTINGS
 @given(net=networks(), space=lattices(), seed=st.integers(0, 2**64 - 1))
 def test_random_networks_run_and_keep_their_books(net, space, seed):
+    run_and_check_books(net, space, seed, "nsm")
+
+
+@MOLECULES_SETTINGS
+@given(net=networks(one_mover=True), space=lattices(), seed=st.integers(0, 2**64 - 1))
+def test_molecules_random_networks_run_and_keep_their_books_or_are_refused(net, space, seed):
+    names, diffusion, reactions, _ = net
+    why = molecules_refusal(names, diffusion, reactions)
+    if why is not None:
+        check_refused(why, names, diffusion, reactions, space)
+        return
+    event("ran")
+    diff_events = run_and_check_books(net, space, seed, "molecules")
+    # Only the one moving species is transported.
+    for s, d in enumerate(diffusion):
+        if d == 0.0:
+            assert diff_events[s] == 0
+
+
+def run_and_check_books(net, space, seed, solver):
+    """Run one random network; check the exact bookkeeping; the final diffusion
+    event counters per species."""
     names, diffusion, reactions, counts = net
-    sim = build(names, diffusion, reactions, counts, space, seed=seed)
+    sim = build(names, diffusion, reactions, counts, space, seed=seed, solver=solver)
     res = sim.run(t_end=0.05, dt_sample=0.01)
     assert res.complete
+    assert res.solver == solver
     assert list(res.species) == list(names)
     c = all_counts(res, names)
     assert c.shape == (6, space.n_subvolumes, len(names))
@@ -143,6 +209,7 @@ def test_random_networks_run_and_keep_their_books(net, space, seed):
         if d == 0.0 or space.n_subvolumes == 1:
             assert diff_events[s] == 0
     assert res.events["total"] == int(diff_events.sum() + reaction_events[-1].sum())
+    return diff_events
 
 
 @SETTINGS
@@ -181,6 +248,55 @@ def test_conserved_moieties(space, rates, diffusion, counts, seed):
     assert np.all(c2[:, 0] + 2 * c2[:, 1] == counts[0] + 2 * counts[1])
 
 
+@MOLECULES_SETTINGS
+@given(
+    space=lattices(),
+    rates=st.tuples(st.floats(0.0, 10.0), st.floats(0.0, 20.0), st.floats(0.0, 10.0)),
+    mover=st.integers(0, 2),
+    d=st.sampled_from([0.5, 5.0]),
+    counts=st.tuples(*[st.integers(0, 80)] * 3),
+    seed=st.integers(0, 2**32),
+)
+def test_molecules_conserved_moieties(space, rates, mover, d, counts, seed):
+    """As test_conserved_moieties with exactly one of A, B, C moving. A + B <-> C
+    always qualifies; 2 A <-> B (species A, B only) runs when B moves, is refused
+    naming the dimerisation when A moves, and for want of a moving species when
+    C (absent there) does."""
+    diffusion = [0.0, 0.0, 0.0]
+    diffusion[mover] = d
+    k_on = rates[0] * OMEGA_MIN
+    names = ("A", "B", "C")
+    reactions = [
+        (["A", "B"], ["C"], {"k": k_on}, None),
+        (["C"], ["A", "B"], {"k": rates[1]}, "R"),
+    ]
+    assert molecules_refusal(names, diffusion, reactions) is None
+    sim = build(names, diffusion, reactions, counts, space, seed=seed, solver="molecules")
+    res = sim.run(t_end=0.1, dt_sample=0.01)
+    c = all_counts(res, names).sum(axis=1)
+    a, b, cc = c[:, 0], c[:, 1], c[:, 2]
+    assert np.all(a + cc == counts[0] + counts[2])
+    assert np.all(b + cc == counts[1] + counts[2])
+
+    names2 = ("A", "B")
+    reactions2 = [
+        (["A", "A"], ["B"], {"k": rates[2] * OMEGA_MIN / 2}, None),
+        (["B"], ["A", "A"], {"k": rates[1]}, None),
+    ]
+    why = molecules_refusal(names2, diffusion[:2], reactions2)
+    assert (why is None) == (mover == 1)
+    if why is not None:
+        assert why[0].endswith("'r0'" if mover == 0 else "moves")
+        check_refused(why, names2, diffusion[:2], reactions2, space)
+        return
+    sim2 = build(
+        names2, diffusion[:2], reactions2, counts[:2], space, seed=seed, solver="molecules"
+    )
+    res2 = sim2.run(t_end=0.1, dt_sample=0.01)
+    c2 = all_counts(res2, names2).sum(axis=1)
+    assert np.all(c2[:, 0] + 2 * c2[:, 1] == counts[0] + 2 * counts[1])
+
+
 @SETTINGS
 @given(
     space=lattices(),
@@ -198,12 +314,54 @@ def test_diffusion_alone_conserves_each_total(space, diffusion, counts, seed):
     assert res.events["reaction"] == 0
 
 
+@MOLECULES_SETTINGS
+@given(
+    space=lattices(),
+    mover=st.integers(0, 3),
+    d=st.floats(0.01, 20.0),
+    counts=st.lists(st.integers(0, 200), min_size=4, max_size=4),
+    seed=st.integers(0, 2**64 - 1),
+)
+def test_molecules_diffusion_alone_conserves_each_total(space, mover, d, counts, seed):
+    """One of up to four species moves, the others sit still: every total is kept,
+    the immobile counts stay where they were, no reaction fires."""
+    n_species = max(mover + 1, 1 + seed % 4)
+    names = NAMES[:n_species]
+    diffusion = [0.0] * n_species
+    diffusion[mover] = d
+    sim = build(names, diffusion, [], counts[:n_species], space, seed=seed, solver="molecules")
+    start = sim.counts.copy()
+    res = sim.run(t_end=0.05, dt_sample=0.005)
+    c = all_counts(res, names)
+    for s in range(n_species):
+        assert np.all(c[:, :, s].sum(axis=1) == counts[s])
+        if s != mover:
+            assert np.all(c[:, :, s] == start[:, s])
+    assert res.events["reaction"] == 0
+
+
 @SETTINGS
 @given(net=networks(), space=lattices(), seed=st.integers(0, 2**64 - 1))
 def test_same_seed_same_result(net, space, seed):
     names, diffusion, reactions, counts = net
     r1 = build(names, diffusion, reactions, counts, space, seed=seed).run(0.05, 0.01)
     r2 = build(names, diffusion, reactions, counts, space, seed=seed).run(0.05, 0.01)
+    np.testing.assert_array_equal(all_counts(r1, names), all_counts(r2, names))
+    assert r1.events == r2.events
+
+
+@MOLECULES_SETTINGS
+@given(net=networks(one_mover=True), space=lattices(), seed=st.integers(0, 2**64 - 1))
+def test_molecules_same_seed_same_result(net, space, seed):
+    names, diffusion, reactions, counts = net
+    why = molecules_refusal(names, diffusion, reactions)
+    if why is not None:
+        check_refused(why, names, diffusion, reactions, space)
+        return
+    event("ran")
+    r1 = build(names, diffusion, reactions, counts, space, seed=seed, solver="molecules")
+    r2 = build(names, diffusion, reactions, counts, space, seed=seed, solver="molecules")
+    r1, r2 = r1.run(0.05, 0.01), r2.run(0.05, 0.01)
     np.testing.assert_array_equal(all_counts(r1, names), all_counts(r2, names))
     assert r1.events == r2.events
 
@@ -231,6 +389,29 @@ def test_different_seed_different_result(space, d, n, seeds):
     assert not np.array_equal(res[0], res[1])
     # Replicates of one seed are different streams too.
     sim = build(("A",), (d,), [], (n,), space, seed=seeds[0], replicate=1)
+    other = sim.run(t_end=20 * dt, dt_sample=dt).counts("A")[1:]
+    assert not np.array_equal(res[0], other)
+
+
+@settings(SETTINGS, max_examples=10)
+@given(
+    space=lattices(min_voxels=2),
+    d=st.sampled_from([1.0, 10.0]),
+    n=st.integers(20, 100),
+    seeds=st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1)).filter(
+        lambda s: s[0] != s[1]
+    ),
+)
+def test_molecules_different_seed_different_result(space, d, n, seeds):
+    """As test_different_seed_different_result, with the molecules solver."""
+    h = space.spacing[0]
+    dt = 2 * h**2 / d
+    res = []
+    for seed in seeds:
+        sim = build(("A",), (d,), [], (n,), space, seed=seed, solver="molecules")
+        res.append(sim.run(t_end=20 * dt, dt_sample=dt).counts("A")[1:])
+    assert not np.array_equal(res[0], res[1])
+    sim = build(("A",), (d,), [], (n,), space, seed=seeds[0], replicate=1, solver="molecules")
     other = sim.run(t_end=20 * dt, dt_sample=dt).counts("A")[1:]
     assert not np.array_equal(res[0], other)
 

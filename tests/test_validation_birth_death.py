@@ -26,6 +26,10 @@ Standard errors. From ``n`` samples spaced ``Delta`` with
 Tolerance: 3 standard errors (two-sided, ~0.3 % false alarm per check for a
 correct engine at a given seed; the seeds are fixed, so the outcome is
 deterministic). Per-voxel laws: chi-square with p > 1e-3.
+
+Every case runs with both exact solvers, "nsm" and "molecules" (A is the one
+moving species), same seeds and tolerances: they simulate the same Markov chain
+with different random-number use, so each must pass on its own.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ pytestmark = needs_core
 
 #: Molecules in 1 µm³ at 1 µM: N_A · 1e-6 mol/L · 1e-15 L/µm³ (exact SI value of N_A).
 MOLECULES_PER_UM_UM3 = 6.02214076e23 * 1e-21
+
+#: The exact solvers; every problem here has one moving species (A), so both apply.
+EXACT_SOLVERS = ("nsm", "molecules")
 
 
 def _standard_errors(lam: float, n: int, rho: float) -> tuple[float, float]:
@@ -78,7 +85,8 @@ def _check_mean_and_variance(totals: np.ndarray, lam: float, rho: float) -> dict
     return report
 
 
-def test_whole_lattice_source_poisson_total_and_voxels():
+@pytest.mark.parametrize("solver", EXACT_SOLVERS)
+def test_whole_lattice_source_poisson_total_and_voxels(solver):
     """``-> A`` with k0 in µM/s in every voxel, D = 1 µm²/s, 5x5x5 voxels of 0.2 µm.
 
     lambda = k0 V N_A 1e-21 / k1 = 40 molecules; per voxel Poisson(40/125).
@@ -93,8 +101,9 @@ def test_whole_lattice_source_poisson_total_and_voxels():
     m.reaction("-> A", k=k0)
     m.reaction("A ->", k=k1)
     dt, n_burn, n = 2.0 / k1, 3, 2500
-    sim = rf.Simulation(m, space, seed=20240601)
+    sim = rf.Simulation(m, space, seed=20240601, solver=solver)
     res = sim.run(t_end=dt * (n_burn + n), dt_sample=dt)
+    assert res.solver == solver
     assert res.times.size == n_burn + n + 1
     totals = res.total("A")[n_burn + 1 :]
     counts = res.counts("A")[n_burn + 1 :]  # (n, 125)
@@ -108,17 +117,18 @@ def test_whole_lattice_source_poisson_total_and_voxels():
     mu = lam / space.n_subvolumes
     kmax = 6
     chi2, p, dof = chi_square_pvalue(np.minimum(sub.ravel(), kmax), poisson_pmf_with_tail(mu, kmax))
-    print("birth-death voxel Poisson", dict(chi2=chi2, dof=dof, p=p))
+    print("birth-death voxel Poisson", solver, dict(chi2=chi2, dof=dof, p=p))
     assert p > P_MIN, (chi2, dof, p)
     # Uniformity of the source over voxels: the per-voxel sums over the sub-samples
     # are independent Poisson(n_sub mu), so given their total they are multinomial
     # with equal cells.
     per_voxel = sub.sum(axis=0)
     chi2u, pu = stats.chisquare(per_voxel)
-    print("birth-death voxel uniformity", dict(chi2=chi2u, dof=per_voxel.size - 1, p=pu))
+    print("birth-death voxel uniformity", solver, dict(chi2=chi2u, dof=per_voxel.size - 1, p=pu))
     assert pu > P_MIN, (chi2u, pu)
 
 
+@pytest.mark.parametrize("solver", EXACT_SOLVERS)
 @pytest.mark.parametrize(
     ("D", "h", "k1", "seed", "use_flux"),
     [
@@ -128,7 +138,7 @@ def test_whole_lattice_source_poisson_total_and_voxels():
         (100.0, 1.0, 10.0, 8, True),
     ],
 )
-def test_region_source_poisson_total(D, h, k1, seed, use_flux):
+def test_region_source_poisson_total(D, h, k1, seed, use_flux, solver):
     """Source only in the slab x < 2h (50 of 125 voxels), decay everywhere: the total
     is still Poisson(lambda) with lambda = birth rate / k1 = 40. Samples every 2/k1
     after a burn-in of 6/k1."""
@@ -144,7 +154,7 @@ def test_region_source_poisson_total(D, h, k1, seed, use_flux):
     else:
         m.reaction("-> A", k=lam * k1 / (v_src * MOLECULES_PER_UM_UM3), region="src")
     m.reaction("A ->", k=k1)
-    sim = rf.Simulation(m, space, seed=seed)
+    sim = rf.Simulation(m, space, seed=seed, solver=solver)
     dt, n = 2.0 / k1, 2500
     totals = _sample_totals_engine(sim, t_burn=6.0 / k1, dt=dt, n=n)
     _check_mean_and_variance(totals, lam, math.exp(-k1 * dt))

@@ -20,6 +20,11 @@ checked against the exact mean within 4 standard errors (se from the exact
 variance / sqrt(20000)). Replicates use Simulation.make_engine (a fresh core engine
 per replicate); one replicate is also run through Simulation.run and must give
 identical counts.
+
+The system with a moving species (mobile A, B and C immobile, no A + A) runs with
+both exact solvers, "nsm" and "molecules", same seed and tolerances; the others
+have no moving species, or take two of it (2 A), and are refused by "molecules"
+(checked below).
 """
 
 from __future__ import annotations
@@ -156,8 +161,25 @@ def test_homodimerisation(t):
     assert chi_square_pvalue(samples, p_wrong)[1] < 1e-6
 
 
+def test_homodimerisation_is_refused_by_the_molecules_solver():
+    """2 A -> B with A moving takes two molecules of the moving species: the
+    molecules solver refuses it, naming the reaction (and sends to "nsm")."""
+    m = rf.Model()
+    m.species("A", D=10.0)
+    m.species("B")
+    m.reaction("2 A -> B", k=2.0e4, name="dimerise")
+    m.reaction("B -> 2 A", k=0.5, name="split")
+    space = rf.Lattice(shape=(1, 1, 1), spacing=H)
+    with pytest.raises(rf.SimulationError, match="cannot run reaction 'dimerise'") as info:
+        rf.Simulation(m, space, seed=777, solver="molecules")
+    assert str(info.value).startswith("solver 'molecules' cannot run reaction 'dimerise'")
+    assert "nsm" in str(info.value)
+    rf.Simulation(m, space, seed=777)  # the NSM runs it (test_homodimerisation)
+
+
+@pytest.mark.parametrize("solver", ["nsm", "molecules"])
 @pytest.mark.parametrize("t", [0.3, 1.2])
-def test_binding_across_fast_and_static_groups_with_a_rate_switch(t):
+def test_binding_across_fast_and_static_groups_with_a_rate_switch(t, solver):
     """A + B <-> C as above, but A is mobile (D > 0; alone in the voxel it never
     moves) and B, C are not: the NSM files ``A + B -> C`` in the subvolume's fast
     group and ``C -> A + B`` (no mobile reactant) in its static group, each event of
@@ -173,7 +195,7 @@ def test_binding_across_fast_and_static_groups_with_a_rate_switch(t):
     m.species("C")
     m.reaction("A + B -> C", k=k_on, name="bind")
     m.reaction("C -> A + B", k=k_off, name="unbind")
-    sim = rf.Simulation(m, rf.Lattice(shape=(1, 1, 1), spacing=H), seed=515)
+    sim = rf.Simulation(m, rf.Lattice(shape=(1, 1, 1), spacing=H), seed=515, solver=solver)
     sim.set_count("A", a0)
     sim.set_count("B", b0)
     sim.set_rate_schedule([t_switch], {"bind": [3.0]})
@@ -182,6 +204,6 @@ def test_binding_across_fast_and_static_groups_with_a_rate_switch(t):
     p_switch = exact_distribution(up, down, p0, t_switch)
     p = exact_distribution(3 * up, down, p_switch, t - t_switch)
     samples = sample_replicates(sim, "C", t)
-    check_against(samples, p, f"A+B<->C, mobile A, switch, t={t}")
+    check_against(samples, p, f"A+B<->C, mobile A, switch, t={t}, {solver}")
     # Without the switch the same data are clearly rejected.
     assert chi_square_pvalue(samples, exact_distribution(up, down, p0, t))[1] < 1e-6

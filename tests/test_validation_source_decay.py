@@ -41,6 +41,9 @@ Checks:
    that the 5 % test has power: 5 % is > 4 se).
 3. The discretisation error alone (lattice steady state vs analytic voxel average)
    is < 1 % there (deterministic).
+
+The stochastic checks run with both exact solvers ("nsm" and "molecules": A is
+the one moving species), same seed and tolerances.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from scipy.linalg import expm
 
 import redoxfield as rf
@@ -123,7 +127,8 @@ def test_analytic_solution_satisfies_the_equation():
     assert math.isclose(voxel_averages().sum() * H, Q * A_SRC / K, rel_tol=1e-12)
 
 
-def test_stationary_profile_matches_cosh_solution():
+@pytest.mark.parametrize("solver", ["nsm", "molecules"])
+def test_stationary_profile_matches_cosh_solution(solver):
     space = rf.Lattice(shape=(NX, 1, 1), spacing=H)
     space.region("source", lambda x, y, z: x < A_SRC)
     assert space.regions["source"].sum() == round(A_SRC / H)
@@ -131,9 +136,10 @@ def test_stationary_profile_matches_cosh_solution():
     m.species("A", D=D)
     m.reaction("-> A", k=Q, region="source")
     m.reaction("A ->", k=K)
-    sim = rf.Simulation(m, space, seed=314159)
+    sim = rf.Simulation(m, space, seed=314159, solver=solver)
     dt, t_burn, n = 0.05, 10.0 / K, 1000
     res = sim.run(t_end=t_burn + n * dt, dt_sample=dt)
+    assert res.solver == solver
     keep = res.times > t_burn + 1e-9
     assert keep.sum() == n
     counts = res.counts("A")[keep].astype(float)  # (n, 60)
@@ -158,6 +164,7 @@ def test_stationary_profile_matches_cosh_solution():
     z = (mean - n_star) / se
     rel_se = se / n_star
     report = dict(
+        solver=solver,
         max_rel_dev=float(np.max(np.abs(rel[checked]))),
         max_rel_se=float(np.max(rel_se[checked])),
         max_abs_z=float(np.max(np.abs(z[checked]))),
