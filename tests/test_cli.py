@@ -89,3 +89,21 @@ def test_bad_scenario_file_exit_2_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "rate constant k of reaction 'B -> 2 A' = -3.0" in proc.stderr
     assert not (tmp_path / "x.h5").exists()
+
+
+@needs_core
+def test_run_with_another_solver(tiny, tmp_path, capsys):
+    """--solver overrides the scenario's [run] solver; one the model cannot use
+    is a one-line error (exit 2) naming why."""
+    out = tmp_path / "b1.h5"
+    argv = ["run", "h2o2-burst", "--out", str(out), "--quiet", "--no-picture"]
+    argv += ["--solver", "molecules", "--seed", "2"]
+    assert main(argv) == 0
+    with h5py.File(out, "r") as f:
+        assert f.attrs["solver"] == "molecules" and f.attrs["complete"]
+        assert "checkpoint" not in f
+    capsys.readouterr()
+    assert main(["run", str(tiny), "--quiet", "--solver", "molecules"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("redoxfield: error: ") and "'dimerise'" in err
+    assert err.count("\n") == 1 and "Traceback" not in err

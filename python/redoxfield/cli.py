@@ -19,6 +19,8 @@ DEFAULT_SCENARIO = "h2o2-burst"
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .simulation import SOLVERS
+
     p = argparse.ArgumentParser(
         prog="redoxfield",
         description="Stochastic spatial reaction-diffusion of H2O2 redox signalling.",
@@ -36,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--out", "-o", metavar="FILE", help="HDF5 output (default: <scenario name>.h5)")
     r.add_argument("--seed", type=int, metavar="N", help="random seed (overrides the scenario)")
+    r.add_argument(
+        "--solver",
+        choices=SOLVERS,
+        help="solver (overrides the scenario's [run] solver, without its solver_options)",
+    )
     r.add_argument("--no-picture", action="store_true", help="do not write FILE.png")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     r.add_argument(
@@ -178,12 +185,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(f"{sc.name}.h5")
     if args.seed is not None and args.seed < 0:
         raise ValueError(f"--seed {args.seed} must not be negative")
-    sim = sc.simulation(seed=args.seed)
+    sim = sc.simulation(seed=args.seed, solver=args.solver)
     rs = sc.run_settings
     if not args.quiet:
         print(
             f"redoxfield {__version__}: scenario {sc.name!r}, {sim.graph.n_subvolumes} "
-            f"subvolumes, t_end = {rs.t_end:g} s, seed {sim.seed} -> {out}",
+            f"subvolumes, t_end = {rs.t_end:g} s, seed {sim.seed}, solver {sim.solver} -> {out}",
             file=sys.stderr,
         )
     try:
