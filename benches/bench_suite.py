@@ -1,8 +1,9 @@
 """One command for the speed figures of every solver on B1, B2 and B3
 (shared BENCHMARKS.md), printed as tables:
 
-1. events per CPU-second, wall seconds, bytes per subvolume, for the exact NSM
-   and the approximate operator-splitting solver (opsplit: its events are the
+1. events per CPU-second, wall seconds, bytes per subvolume, for the exact NSM,
+   the exact SSA with one clock per H2O2 molecule (molecules) and the
+   approximate operator-splitting solver (opsplit: its events are the
    NSM-equivalent count, reaction events plus the hops its walks represent);
 2. opsplit's error against the NSM: final totals of H2O2 and PrxOx, the H2O2
    x-profile in 0.5 µm bins (time-averaged over the second half of the run) and
@@ -247,6 +248,7 @@ def main() -> None:
     workdir = tempfile.TemporaryDirectory()
     reference = build_reference(Path(workdir.name))
     ref_rates: list[float] = []
+    mol_ratio: dict[str, float] = {}
     for p, n_nsm, n_ops in problems:
         if p.name == "B1":
             for k in range(n_nsm):
@@ -256,9 +258,16 @@ def main() -> None:
                     ("B1", "textbook NSM", r["events_per_cpu_s"], r["wall_s"], math.nan)
                     + (r["events"], math.nan)
                 )
-        nsm = [run(p, "nsm", 1 + k) for k in range(n_nsm)]
+        nsm, mol = [], []
+        for k in range(n_nsm):  # the exact solvers interleaved, same seeds
+            nsm.append(run(p, "nsm", 1 + k))
+            mol.append(run(p, "molecules", 1 + k))
         ops = [run(p, "opsplit", 101 + k) for k in range(n_ops)]
-        for label, rs in (("nsm", nsm), ("opsplit", ops)):
+        rate = [r["events"] / r["cpu"] for r in nsm]
+        mol_ratio[p.name] = statistics.median(
+            m["events"] / m["cpu"] / r for m, r in zip(mol, rate, strict=True)
+        )
+        for label, rs in (("nsm", nsm), ("molecules", mol), ("opsplit", ops)):
             rows.append(
                 (
                     p.name,
@@ -315,6 +324,8 @@ def main() -> None:
         tau_s = "" if math.isnan(tau) else f"{tau:.3g}"
         byt_s = "" if math.isnan(byt) else f"{byt:.0f}"
         print(f"| {name} | {label} | {eps:.3g} | {wall:.3g} | {byt_s} | {ev:.3g} | {tau_s} |")
+    for name, ratio in mol_ratio.items():
+        print(f"{name}: molecules / NSM events per CPU-second, same seeds: {ratio:.2f}x")
     b1_nsm = next(r[2] for r in rows if r[:2] == ("B1", "nsm"))
     print(
         f"B1: the exact NSM runs {b1_nsm / statistics.median(ref_rates):.1f}x the events per "
