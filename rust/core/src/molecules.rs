@@ -231,15 +231,8 @@ impl Molecules {
         let s = problem.n_species;
         let n = problem.n_subvolumes();
         let n_reactions = problem.reactions.len();
-        let mobile: Vec<usize> = (0..s)
-            .filter(|&sp| {
-                problem
-                    .transport_coefficients
-                    .iter()
-                    .skip(sp)
-                    .step_by(s.max(1))
-                    .any(|&d| d > 0.0)
-            })
+        let mobile: Vec<usize> = (problem.mobile_species().iter().enumerate())
+            .filter_map(|(sp, &moves)| moves.then_some(sp))
             .collect();
         let m = match mobile[..] {
             [m] => m,

@@ -457,16 +457,7 @@ impl Nsm {
         // A species is mobile if some transport class moves it. A reaction
         // whose reactants are all immobile (or that has none) is *static*:
         // no diffusion event changes its propensity.
-        let mobile: Vec<bool> = (0..s)
-            .map(|sp| {
-                problem
-                    .transport_coefficients
-                    .iter()
-                    .skip(sp)
-                    .step_by(s.max(1))
-                    .any(|&d| d > 0.0)
-            })
-            .collect();
+        let mobile = problem.mobile_species();
         let lone_mobile = match mobile.iter().filter(|&&m| m).count() {
             1 => mobile.iter().position(|&m| m).unwrap_or(usize::MAX),
             _ => usize::MAX,

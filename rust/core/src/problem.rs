@@ -168,6 +168,21 @@ impl Problem {
     pub fn n_subvolumes(&self) -> usize {
         self.graph.n_subvolumes()
     }
+
+    /// Per species, whether some transport class moves it (a positive
+    /// coefficient; whether any edge uses that class does not matter).
+    pub fn mobile_species(&self) -> Vec<bool> {
+        let s = self.n_species;
+        (0..s)
+            .map(|sp| {
+                self.transport_coefficients
+                    .iter()
+                    .skip(sp)
+                    .step_by(s.max(1))
+                    .any(|&d| d > 0.0)
+            })
+            .collect()
+    }
     pub fn n_reactions(&self) -> usize {
         self.reactions.len()
     }
