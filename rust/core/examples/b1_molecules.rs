@@ -29,7 +29,7 @@ fn main() {
     let cpu = common::cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
     let ev = solver.total_events();
     println!(
-        "n={n} events={ev} diffusion={} reactions={:?} wall={wall:.3}s cpu={:.3}s events/s={:.3e} events/cpu-s={:.3e} totals={:?} bytes/subvolume={:.1}",
+        "n={n} events={ev} diffusion={} reactions={:?} wall={wall:.3}s cpu={:.3}s events/s={:.3e} events/cpu-s={:.3e} totals={:?} bytes/subvolume={:.1} empty-buckets/event={:.2} slots={}",
         solver.diffusion_events()[0],
         solver.reaction_events(),
         cpu.unwrap_or(f64::NAN),
@@ -37,5 +37,7 @@ fn main() {
         ev as f64 / cpu.unwrap_or(f64::NAN),
         solver.totals(),
         solver.bytes_per_subvolume(),
+        solver.empty_buckets_walked() as f64 / ev as f64,
+        solver.capacity(),
     );
 }

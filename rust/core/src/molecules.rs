@@ -629,6 +629,15 @@ impl Molecules {
     pub fn n_reactions(&self) -> usize {
         self.n_reactions
     }
+    /// Empty calendar buckets walked over so far (a diagnostic of the
+    /// queue's tuning: about one per event or less is healthy).
+    pub fn empty_buckets_walked(&self) -> u64 {
+        self.queue.empty_steps()
+    }
+    /// Molecule slots (live and free).
+    pub fn capacity(&self) -> usize {
+        self.mols.0.len()
+    }
     /// The species whose molecules carry the clocks.
     pub fn mobile_species(&self) -> usize {
         self.mobile
