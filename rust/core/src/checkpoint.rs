@@ -426,14 +426,7 @@ impl Nsm {
         let m = f64::from(u32::MAX);
         let limit = f64::MAX / 4.0;
         let s = self.n_species;
-        // The largest factor each reaction reaches anywhere in the schedule.
-        let r = self.reaction_events.len();
-        let mut max_factor = vec![1.0f64; r];
-        for row in self.schedule.factors.chunks_exact(r.max(1)) {
-            for (m, &f) in max_factor.iter_mut().zip(row) {
-                *m = m.max(f);
-            }
-        }
+        let max_factor = self.schedule.max_factors(self.reaction_events.len());
         let mut checked = vec![false; self.sites.len()];
         let cells = self.rec.cells();
         for i in 0..self.n_subvolumes {

@@ -28,7 +28,10 @@
 use crate::calendar::{CalendarQueue, Store, IN_HEAP};
 use crate::error::{invalid, CoreError};
 use crate::memory::advise_huge_pages;
-use crate::nsm::Advance;
+use crate::nsm::{
+    choose_channel, first_time, prefetch, rescaled_finite, total_propensity, Advance, RowChannel,
+    Segmented,
+};
 use crate::problem::{Problem, RateSchedule, StorageMap};
 use crate::queue::EventQueue;
 use crate::rng::Stream;
@@ -157,6 +160,38 @@ struct StaticChannel {
     reaction: u32,
 }
 
+/// The count of species `sp` in `row`, 1 for NONE.
+#[inline(always)]
+fn count(row: &[u32], sp: u32) -> f64 {
+    if sp == NONE {
+        1.0
+    } else {
+        row[sp as usize] as f64
+    }
+}
+
+impl RowChannel for FastChannel {
+    #[inline(always)]
+    fn propensity(&self, row: &[u32]) -> f64 {
+        self.c * count(row, self.partner)
+    }
+    #[inline(always)]
+    fn reaction(&self) -> usize {
+        self.reaction as usize
+    }
+}
+
+impl RowChannel for StaticChannel {
+    #[inline(always)]
+    fn propensity(&self, row: &[u32]) -> f64 {
+        self.c * count(row, self.a) * (count(row, self.b) - self.dimer)
+    }
+    #[inline(always)]
+    fn reaction(&self) -> usize {
+        self.reaction as usize
+    }
+}
+
 /// What a reaction does: its changes of the immobile species, how many M it
 /// makes, whether it takes one M.
 #[derive(Clone, Debug, Default)]
@@ -255,25 +290,9 @@ impl Molecules {
             }
             let made = rx.products.iter().filter(|&&sp| sp as usize == m).count();
             let immobile = rx
-                .reactants
-                .iter()
-                .filter(|&&sp| sp as usize != m)
-                .map(|&sp| (sp, -1i64))
-                .chain(
-                    rx.products
-                        .iter()
-                        .filter(|&&sp| sp as usize != m)
-                        .map(|&sp| (sp, 1i64)),
-                )
-                .fold(Vec::<(u32, i64)>::new(), |mut acc, (sp, d)| {
-                    match acc.iter_mut().find(|e| e.0 == sp) {
-                        Some(e) => e.1 += d,
-                        None => acc.push((sp, d)),
-                    }
-                    acc
-                })
+                .net_change()
                 .into_iter()
-                .filter(|e| e.1 != 0)
+                .filter(|&(sp, _)| sp as usize != m)
                 .collect();
             effects.push(Effect {
                 immobile,
@@ -312,6 +331,13 @@ impl Molecules {
                 .any(|&(sp, _)| static_reactant[sp as usize]);
         }
 
+        // Edge offsets are kept as i32.
+        if i32::try_from(n).is_err() {
+            return invalid(format!(
+                "the molecules solver takes at most {} subvolumes, got {n}",
+                i32::MAX
+            ));
+        }
         // Hop sites: subvolumes with the same outgoing (offset, rate bits).
         let g = &problem.graph;
         let mut site_of_key: HashMap<Vec<(i64, u64)>, u32> = HashMap::new();
@@ -335,7 +361,7 @@ impl Molecules {
                 let mut acc = 0.0;
                 let mut prefetch = [0i32; 6];
                 for (k, &(delta, bits)) in key.iter().enumerate() {
-                    let delta = i32::try_from(delta).unwrap_or(0);
+                    let delta = delta as i32; // |delta| < n <= i32::MAX
                     acc += f64::from_bits(bits);
                     edge_delta.push(delta);
                     edge_cum.push(acc);
@@ -357,12 +383,6 @@ impl Molecules {
                 });
             }
             *site = id;
-        }
-        if i32::try_from(n).is_err() {
-            return invalid(format!(
-                "the molecules solver takes at most {} subvolumes, got {n}",
-                i32::MAX
-            ));
         }
 
         let mut solver = Molecules {
@@ -513,12 +533,7 @@ impl Molecules {
         let big = f64::from(u32::MAX);
         let limit = f64::MAX / 4.0;
         let r = self.n_reactions;
-        let mut max_factor = vec![1.0f64; r];
-        for row in self.schedule.factors.chunks_exact(r.max(1)) {
-            for (mf, &f) in max_factor.iter_mut().zip(row) {
-                *mf = mf.max(f);
-            }
-        }
+        let max_factor = self.schedule.max_factors(r);
         let max_hop = self.sites.iter().map(|s| s.hop).fold(0.0, f64::max);
         let n_classes = self.fast_off.len() - 1;
         for class in 0..n_classes {
@@ -541,13 +556,20 @@ impl Molecules {
         Ok(())
     }
 
+    /// The counts of stored subvolume i (M's column is 0).
     #[inline(always)]
-    fn count(&self, i: usize, sp: u32) -> f64 {
-        if sp == NONE {
-            1.0
-        } else {
-            self.counts[i * self.s + sp as usize] as f64
-        }
+    fn row(&self, i: usize) -> &[u32] {
+        &self.counts[i * self.s..(i + 1) * self.s]
+    }
+
+    fn fast_channels(&self, i: usize) -> &[FastChannel] {
+        let class = self.rate_class[i] as usize;
+        &self.fast[self.fast_off[class]..self.fast_off[class + 1]]
+    }
+
+    fn static_channels(&self, i: usize) -> &[StaticChannel] {
+        let class = self.rate_class[i] as usize;
+        &self.stat[self.stat_off[class]..self.stat_off[class + 1]]
     }
 
     /// Clock rate of one M molecule in stored subvolume i, as held.
@@ -558,21 +580,12 @@ impl Molecules {
 
     /// Clock rate of one M molecule in stored subvolume i, from the counts.
     fn molecule_rate(&self, i: usize) -> f64 {
-        let class = self.rate_class[i] as usize;
-        let mut r = self.sites[self.vox[i].site as usize].hop;
-        for ch in &self.fast[self.fast_off[class]..self.fast_off[class + 1]] {
-            r += ch.c * self.count(i, ch.partner);
-        }
-        r
+        self.sites[self.vox[i].site as usize].hop
+            + total_propensity(self.fast_channels(i), self.row(i))
     }
 
     fn static_propensity(&self, i: usize) -> f64 {
-        let class = self.rate_class[i] as usize;
-        let mut a = 0.0;
-        for ch in &self.stat[self.stat_off[class]..self.stat_off[class + 1]] {
-            a += ch.c * self.count(i, ch.a) * (self.count(i, ch.b) - ch.dimer);
-        }
-        a
+        total_propensity(self.static_channels(i), self.row(i))
     }
 
     /// Put free slot id into subvolume i's list (time and queue untouched).
@@ -715,34 +728,8 @@ impl Molecules {
     /// Rate switches of the schedule that fall in (time, t_stop] take effect
     /// exactly at their times.
     pub fn advance(&mut self, t_stop: f64, max_events: u64) -> Result<Advance, CoreError> {
-        if t_stop.is_nan() || t_stop < self.time {
-            return invalid(format!(
-                "cannot advance to t = {t_stop}: the simulation is already at t = {}",
-                self.time
-            ));
-        }
-        let mut budget = max_events;
-        loop {
-            let switch = self
-                .schedule
-                .next_switch_after(self.time)
-                .filter(|&ts| ts <= t_stop);
-            let segment_end = switch.unwrap_or(t_stop);
-            let (outcome, fired) = self
-                .run_events(segment_end, budget)
-                .map_err(|e| self.external.caller_error(e))?;
-            budget -= fired;
-            if outcome == Advance::Paused {
-                return Ok(Advance::Paused);
-            }
-            match switch {
-                Some(ts) => self.apply_switch(ts),
-                None => return Ok(Advance::Reached),
-            }
-            if segment_end == t_stop {
-                return Ok(Advance::Reached);
-            }
-        }
+        self.advance_by_segments(t_stop, max_events)
+            .map_err(|e| self.external.caller_error(e))
     }
 
     /// New constants at switch time ts: every clock whose rate changes is
@@ -887,19 +874,7 @@ impl Molecules {
     /// Molecule id in subvolume v takes part in the fast channel that u
     /// (uniform on [0, its reaction rate)) falls in.
     fn fast_reaction(&mut self, t: f64, id: usize, v: usize, u: f64) -> Result<(), CoreError> {
-        let class = self.rate_class[v] as usize;
-        let mut acc = 0.0;
-        let mut chosen = None;
-        for ch in &self.fast[self.fast_off[class]..self.fast_off[class + 1]] {
-            let a = ch.c * self.count(v, ch.partner);
-            if a > 0.0 {
-                acc += a;
-                chosen = Some(ch.reaction as usize);
-                if u < acc {
-                    break;
-                }
-            }
-        }
+        let chosen = choose_channel(self.fast_channels(v), self.row(v), u);
         let Some(r) = chosen else {
             // Cannot happen (the rate would be the hop rate alone, and u
             // below it); redraw the clock rather than fire anything.
@@ -917,29 +892,18 @@ impl Molecules {
         self.mols.0[id].voxel = NIL;
         self.queue.update_idle(&mut self.mols, id);
         self.free.push(id as u32);
-        self.apply(t, v, r, static_before)
+        self.apply(t, v, r, static_before);
+        Ok(())
     }
 
     /// The static clock of subvolume v fired at t.
     fn static_event(&mut self, t: f64, v: usize) -> Result<(), CoreError> {
-        let class = self.rate_class[v] as usize;
         let a = self.static_propensity(v);
         let u = self.rng.uniform() * a;
-        let mut acc = 0.0;
-        let mut chosen = None;
-        for ch in &self.stat[self.stat_off[class]..self.stat_off[class + 1]] {
-            let p = ch.c * self.count(v, ch.a) * (self.count(v, ch.b) - ch.dimer);
-            if p > 0.0 {
-                acc += p;
-                chosen = Some(ch.reaction as usize);
-                if u < acc {
-                    break;
-                }
-            }
-        }
+        let chosen = choose_channel(self.static_channels(v), self.row(v), u);
         if let Some(r) = chosen {
             self.check_room(v, r)?;
-            self.apply(t, v, r, a)?;
+            self.apply(t, v, r, a);
         }
         // The clock that fired draws afresh.
         let a_new = self.static_propensity(v);
@@ -980,7 +944,7 @@ impl Molecules {
     /// (the static one only when `static_before`, its propensity before the
     /// event, is given by a fast event; a static event redraws its own), and
     /// new molecules start their clocks.
-    fn apply(&mut self, t: f64, v: usize, r: usize, static_before: f64) -> Result<(), CoreError> {
+    fn apply(&mut self, t: f64, v: usize, r: usize, static_before: f64) {
         let s = self.s;
         for k in 0..self.effects[r].immobile.len() {
             let (sp, d) = self.effects[r].immobile[k];
@@ -988,7 +952,8 @@ impl Molecules {
             *c = (*c as i64 + d) as u32;
         }
         let eff = &self.effects[r];
-        let (touches_fast, touches_static, made, fast) = (
+        // A reaction that takes an M is a fast (molecule) event.
+        let (touches_fast, touches_static, made, fast_event) = (
             eff.touches_fast,
             eff.touches_static,
             eff.m_made,
@@ -1008,7 +973,7 @@ impl Molecules {
                 }
             }
         }
-        if fast && touches_static {
+        if fast_event && touches_static {
             let a_new = self.static_propensity(v);
             if a_new != static_before {
                 let next = self.rescaled(t, self.static_queue.time_of(v), static_before, a_new);
@@ -1034,7 +999,6 @@ impl Molecules {
             }
         }
         self.reaction_events[r] += 1;
-        Ok(())
     }
 
     /// Double the molecule slots; the calendar is rebuilt over them (it
@@ -1060,34 +1024,29 @@ impl Molecules {
     }
 
     /// A pending time t_old of a clock whose rate goes from a_old to a_new at
-    /// `now` (Gibson & Bruck 2000); a fresh draw when it had none.
+    /// `now` (nsm::rescaled_finite); +inf for a rate of 0.
     fn rescaled(&mut self, now: f64, t_old: f64, a_old: f64, a_new: f64) -> f64 {
         if a_new <= 0.0 {
             f64::INFINITY
-        } else if a_old > 0.0 && t_old.is_finite() {
-            (now + (t_old - now) * (a_old / a_new)).min(f64::MAX)
         } else {
-            first_time(now, self.rng.exp1(), a_new)
+            rescaled_finite(&mut self.rng, now, t_old, a_old, a_new)
         }
     }
 }
 
-#[inline(always)]
-fn first_time(now: f64, e: f64, a: f64) -> f64 {
-    (now + e / a).min(f64::MAX)
-}
-
-/// Hint the CPU to bring the cache line at p into L1 (no-op elsewhere).
-#[inline(always)]
-fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch never faults and has no architectural effect, whatever
-    // the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+impl Segmented for Molecules {
+    fn now(&self) -> f64 {
+        self.time
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+    fn rate_schedule(&self) -> &RateSchedule {
+        &self.schedule
+    }
+    fn run_segment(&mut self, t_end: f64, max_events: u64) -> Result<(Advance, u64), CoreError> {
+        self.run_events(t_end, max_events)
+    }
+    fn apply_switch(&mut self, ts: f64) {
+        Molecules::apply_switch(self, ts)
+    }
 }
 
 #[cfg(test)]

@@ -402,6 +402,66 @@ pub struct Nsm {
     external: StorageMap,
 }
 
+/// An exact solver that runs events between the switches of its rate
+/// schedule and changes its constants at each switch (the NSM and the
+/// molecules solver share `advance` this way).
+pub(crate) trait Segmented {
+    fn now(&self) -> f64;
+    fn rate_schedule(&self) -> &RateSchedule;
+    /// Fire every event with time <= t_end, at most `max_events`: (outcome,
+    /// events fired); reaching t_end sets the time to it.
+    fn run_segment(&mut self, t_end: f64, max_events: u64) -> Result<(Advance, u64), CoreError>;
+    /// The schedule's constants of switch time ts take effect.
+    fn apply_switch(&mut self, ts: f64);
+
+    /// Run every event with time <= t_stop, at most `max_events` of them;
+    /// switches in (time, t_stop] take effect exactly at their times. Errors
+    /// name subvolumes by their stored position.
+    fn advance_by_segments(&mut self, t_stop: f64, max_events: u64) -> Result<Advance, CoreError> {
+        if t_stop.is_nan() || t_stop < self.now() {
+            return invalid(format!(
+                "cannot advance to t = {t_stop}: the simulation is already at t = {}",
+                self.now()
+            ));
+        }
+        let mut budget = max_events;
+        loop {
+            let switch = self
+                .rate_schedule()
+                .next_switch_after(self.now())
+                .filter(|&ts| ts <= t_stop);
+            let segment_end = switch.unwrap_or(t_stop);
+            let (outcome, fired) = self.run_segment(segment_end, budget)?;
+            budget -= fired;
+            if outcome == Advance::Paused {
+                return Ok(Advance::Paused);
+            }
+            match switch {
+                Some(ts) => self.apply_switch(ts),
+                None => return Ok(Advance::Reached),
+            }
+            if segment_end == t_stop {
+                return Ok(Advance::Reached);
+            }
+        }
+    }
+}
+
+impl Segmented for Nsm {
+    fn now(&self) -> f64 {
+        self.time
+    }
+    fn rate_schedule(&self) -> &RateSchedule {
+        &self.schedule
+    }
+    fn run_segment(&mut self, t_end: f64, max_events: u64) -> Result<(Advance, u64), CoreError> {
+        Nsm::run_segment(self, t_end, max_events)
+    }
+    fn apply_switch(&mut self, ts: f64) {
+        Nsm::apply_switch(self, ts)
+    }
+}
+
 /// Outcome of `advance`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Advance {
@@ -1030,38 +1090,8 @@ impl Nsm {
     /// Rate switches of the schedule that fall in (time, t_stop] take effect
     /// exactly at their times.
     pub fn advance(&mut self, t_stop: f64, max_events: u64) -> Result<Advance, CoreError> {
-        self.advance_in_layout(t_stop, max_events)
+        self.advance_by_segments(t_stop, max_events)
             .map_err(|err| self.external.caller_error(err))
-    }
-
-    /// `advance`, with errors naming subvolumes by their stored position.
-    fn advance_in_layout(&mut self, t_stop: f64, max_events: u64) -> Result<Advance, CoreError> {
-        if t_stop.is_nan() || t_stop < self.time {
-            return invalid(format!(
-                "cannot advance to t = {t_stop}: the simulation is already at t = {}",
-                self.time
-            ));
-        }
-        let mut budget = max_events;
-        loop {
-            let switch = self
-                .schedule
-                .next_switch_after(self.time)
-                .filter(|&ts| ts <= t_stop);
-            let segment_end = switch.unwrap_or(t_stop);
-            let (outcome, fired) = self.run_segment(segment_end, budget)?;
-            budget -= fired;
-            if outcome == Advance::Paused {
-                return Ok(Advance::Paused);
-            }
-            match switch {
-                Some(ts) => self.apply_switch(ts),
-                None => return Ok(Advance::Reached),
-            }
-            if segment_end == t_stop {
-                return Ok(Advance::Reached);
-            }
-        }
     }
 
     /// The factor of each reaction in force now (1 without a schedule).
@@ -1242,10 +1272,10 @@ impl Nsm {
                 // enters): the edge choice and the arrival read nothing else
                 // of the graph.
                 let line = self.hop_lines.as_ptr().wrapping_add(h);
-                prefetch(line.cast());
+                prefetch(line);
                 let st = self.st::<K>() as isize;
                 for &d in &site.prefetch[..4] {
-                    prefetch(line.wrapping_offset(d as isize / st).cast());
+                    prefetch(line.wrapping_offset(d as isize / st));
                 }
             } else {
                 let edges = self.edges.as_ptr().wrapping_add(e);
@@ -1270,14 +1300,14 @@ impl Nsm {
                         .map_or(0, |x| x.gain_start as usize),
                 );
                 for p in [g.wrapping_sub(4), g, g.wrapping_add(4)] {
-                    prefetch(p.cast());
+                    prefetch(p);
                 }
                 if self.hop_lines.is_empty() {
                     // (With hop lines a hop reads its destination's arrival
                     // from the line prefetched above, not from here.)
                     let a = self.arrivals.as_ptr().wrapping_add(site_id);
                     for p in [a.wrapping_sub(4), a, a.wrapping_add(4)] {
-                        prefetch(p.cast());
+                        prefetch(p);
                     }
                 }
             }
@@ -1326,12 +1356,7 @@ impl Nsm {
     /// `rescaled_time` for `a_new > 0`: always finite.
     #[inline(always)]
     fn rescaled_finite(&mut self, now: f64, t_old: f64, a_old: f64, a_new: f64) -> f64 {
-        debug_assert!(a_new > 0.0);
-        if a_old > 0.0 && t_old.is_finite() {
-            (now + (t_old - now) * (a_old / a_new)).min(f64::MAX)
-        } else {
-            first_time(now, self.rng.exp1(), a_new)
-        }
+        rescaled_finite(&mut self.rng, now, t_old, a_old, a_new)
     }
 
     /// Draw a fresh next time for i from its current propensity.
@@ -1670,7 +1695,7 @@ impl RowChannel for Channel {
 
 /// The sum of the channels' propensities on `row`.
 #[inline(always)]
-fn total_propensity<C: RowChannel>(channels: &[C], row: &[u32]) -> f64 {
+pub(crate) fn total_propensity<C: RowChannel>(channels: &[C], row: &[u32]) -> f64 {
     let mut a = 0.0;
     for ch in channels {
         a += ch.propensity(row);
@@ -1720,13 +1745,33 @@ fn least_reaching(k: f64, inv_w: f64) -> f64 {
 /// propensity of an idle destination. No run reaches f64::MAX seconds, and
 /// for every finite value the result is bitwise now + e / a.
 #[inline(always)]
-fn first_time(now: f64, e: f64, a: f64) -> f64 {
+pub(crate) fn first_time(now: f64, e: f64, a: f64) -> f64 {
     (now + e / a).min(f64::MAX)
+}
+
+/// A pending time `t_old` of a clock whose rate goes from `a_old` to
+/// `a_new > 0` at `now`: the same random number rescaled, `now + (t_old -
+/// now) a_old / a_new` (Gibson & Bruck 2000, exact by memorylessness), or a
+/// fresh draw from `rng` when it had none. Always finite.
+#[inline(always)]
+pub(crate) fn rescaled_finite(
+    rng: &mut Stream,
+    now: f64,
+    t_old: f64,
+    a_old: f64,
+    a_new: f64,
+) -> f64 {
+    debug_assert!(a_new > 0.0);
+    if a_old > 0.0 && t_old.is_finite() {
+        (now + (t_old - now) * (a_old / a_new)).min(f64::MAX)
+    } else {
+        first_time(now, rng.exp1(), a_new)
+    }
 }
 
 /// Hint the CPU to bring the cache line at p into L1 (no-op elsewhere).
 #[inline(always)]
-fn prefetch(p: *const u32) {
+pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetch never faults and has no architectural effect, whatever
     // the address.

@@ -546,12 +546,7 @@ impl OpSplit {
         let n_rclasses = problem.rate_constants.len().checked_div(r).unwrap_or(0);
 
         // Largest factor each reaction ever runs at (for the overflow bound).
-        let mut max_factor = vec![1.0f64; r];
-        for row in problem.schedule.factors.chunks_exact(r.max(1)) {
-            for (m, &f) in max_factor.iter_mut().zip(row) {
-                *m = m.max(f);
-            }
-        }
+        let max_factor = problem.schedule.max_factors(r);
         let mut base_channels = vec![Vec::new(); n_rclasses.max(1)];
         let mut changes = Vec::with_capacity(r);
         for (ri, rx) in problem.reactions.iter().enumerate() {

@@ -95,6 +95,18 @@ impl RateSchedule {
         self.times.get(k).copied()
     }
 
+    /// The largest factor each of `n_reactions` reactions runs at anywhere
+    /// in the schedule (1 before the first switch counts), for bounds.
+    pub fn max_factors(&self, n_reactions: usize) -> Vec<f64> {
+        let mut max = vec![1.0f64; n_reactions];
+        for row in self.factors.chunks_exact(n_reactions.max(1)) {
+            for (m, &f) in max.iter_mut().zip(row) {
+                *m = m.max(f);
+            }
+        }
+        max
+    }
+
     /// Factor of each reaction in force at time t (all 1 before the first switch).
     pub fn factors_at(&self, t: f64, n_reactions: usize) -> Vec<f64> {
         match self.segment_at(t) {
