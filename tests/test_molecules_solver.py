@@ -129,16 +129,24 @@ solver_options = { tolerance = 0.05, threads = 1 }
 # -- output file, no checkpoints, no resume -------------------------------------------
 
 
-def _busy_model() -> rf.Model:
+def _source_binding_model(
+    d: float, birth: float, bind: float, release: float, decay: float
+) -> rf.Model:
+    """A (moving, D = d) born in region "src" at ``birth`` µM/s, A + B -> C at
+    ``bind`` /(M s), C -> B at ``release`` /s, A -> at ``decay`` /s."""
     m = rf.Model()
-    m.species("A", D=100.0)
+    m.species("A", D=d)
     m.species("B")
     m.species("C")
-    m.reaction("-> A", k=2000.0, region="src", name="birth")
-    m.reaction("A + B -> C", k=1e6, name="bind")
-    m.reaction("C -> B", k=5.0, name="release")
-    m.reaction("A ->", k=1.0, name="decay")
+    m.reaction("-> A", k=birth, region="src", name="birth")
+    m.reaction("A + B -> C", k=bind, name="bind")
+    m.reaction("C -> B", k=release, name="release")
+    m.reaction("A ->", k=decay, name="decay")
     return m
+
+
+def _busy_model() -> rf.Model:
+    return _source_binding_model(100.0, 2000.0, 1e6, 5.0, 1.0)
 
 
 def test_writes_a_complete_file_without_checkpoints(tmp_path):
@@ -212,14 +220,7 @@ def _agreement_run(solver: str, seed: int) -> np.ndarray:
     """A (D = 1 µm²/s) born at 500 µM/s in the 2 layers x < 0.2 µm (~9700 /s),
     binds immobile B (10 µM, ~6 per voxel) at 1e7 /(M s) into C, C releases B
     at 10 /s, A decays at 20 /s tripled at t = 0.1 s; ~15000 events to t = 0.2 s."""
-    m = rf.Model()
-    m.species("A", D=1.0)
-    m.species("B")
-    m.species("C")
-    m.reaction("-> A", k=500.0, region="src", name="birth")
-    m.reaction("A + B -> C", k=1e7, name="bind")
-    m.reaction("C -> B", k=10.0, name="release")
-    m.reaction("A ->", k=20.0, name="decay")
+    m = _source_binding_model(1.0, 500.0, 1e7, 10.0, 20.0)
     space = rf.Lattice(shape=SHAPE, spacing=H)
     space.region("src", lambda x, y, z: x < 2 * H)
     sim = rf.Simulation(m, space, seed=seed, solver=solver)

@@ -223,29 +223,50 @@ def run_and_check_books(net, space, seed, solver):
 def test_conserved_moieties(space, rates, diffusion, counts, seed):
     """A + B <-> C (unbinding only in region R) keeps A + C and B + C; 2 A <-> B
     keeps A + 2 B; exactly, at every sample."""
-    k_on = rates[0] * OMEGA_MIN
-    names = ("A", "B", "C")
-    reactions = [
-        (["A", "B"], ["C"], {"k": k_on}, None),
+    check_binding_moieties(space, rates, diffusion, counts, seed, "nsm")
+    check_dimer_moiety(space, rates, diffusion, counts, seed, "nsm")
+
+
+BINDING = ("A", "B", "C")
+DIMER = ("A", "B")
+
+
+def binding_reactions(rates):
+    """A + B <-> C, unbinding only in region R."""
+    return [
+        (["A", "B"], ["C"], {"k": rates[0] * OMEGA_MIN}, None),
         (["C"], ["A", "B"], {"k": rates[1]}, "R"),
     ]
-    sim = build(names, diffusion, reactions, counts, space, seed=seed)
+
+
+def dimer_reactions(rates):
+    """2 A <-> B."""
+    return [
+        (["A", "A"], ["B"], {"k": rates[2] * OMEGA_MIN / 2}, None),
+        (["B"], ["A", "A"], {"k": rates[1]}, None),
+    ]
+
+
+def check_binding_moieties(space, rates, diffusion, counts, seed, solver):
+    """A + B <-> C keeps A + C and B + C at every sample."""
+    sim = build(
+        BINDING, diffusion, binding_reactions(rates), counts, space, seed=seed, solver=solver
+    )
     res = sim.run(t_end=0.1, dt_sample=0.01)
-    c = all_counts(res, names).sum(axis=1)  # (T, 3) totals from the voxel counts
+    c = all_counts(res, BINDING).sum(axis=1)  # (T, 3) totals from the voxel counts
     a, b, cc = c[:, 0], c[:, 1], c[:, 2]
     assert np.all(a + cc == counts[0] + counts[2])
     assert np.all(b + cc == counts[1] + counts[2])
 
-    # Homodimerisation: 2 A <-> B keeps A + 2 B.
-    names2 = ("A", "B")
-    reactions2 = [
-        (["A", "A"], ["B"], {"k": rates[2] * OMEGA_MIN / 2}, None),
-        (["B"], ["A", "A"], {"k": rates[1]}, None),
-    ]
-    sim2 = build(names2, diffusion[:2], reactions2, counts[:2], space, seed=seed)
-    res2 = sim2.run(t_end=0.1, dt_sample=0.01)
-    c2 = all_counts(res2, names2).sum(axis=1)
-    assert np.all(c2[:, 0] + 2 * c2[:, 1] == counts[0] + 2 * counts[1])
+
+def check_dimer_moiety(space, rates, diffusion, counts, seed, solver):
+    """2 A <-> B keeps A + 2 B at every sample."""
+    sim = build(
+        DIMER, diffusion[:2], dimer_reactions(rates), counts[:2], space, seed=seed, solver=solver
+    )
+    res = sim.run(t_end=0.1, dt_sample=0.01)
+    c = all_counts(res, DIMER).sum(axis=1)
+    assert np.all(c[:, 0] + 2 * c[:, 1] == counts[0] + 2 * counts[1])
 
 
 @MOLECULES_SETTINGS
@@ -264,37 +285,16 @@ def test_molecules_conserved_moieties(space, rates, mover, d, counts, seed):
     C (absent there) does."""
     diffusion = [0.0, 0.0, 0.0]
     diffusion[mover] = d
-    k_on = rates[0] * OMEGA_MIN
-    names = ("A", "B", "C")
-    reactions = [
-        (["A", "B"], ["C"], {"k": k_on}, None),
-        (["C"], ["A", "B"], {"k": rates[1]}, "R"),
-    ]
-    assert molecules_refusal(names, diffusion, reactions) is None
-    sim = build(names, diffusion, reactions, counts, space, seed=seed, solver="molecules")
-    res = sim.run(t_end=0.1, dt_sample=0.01)
-    c = all_counts(res, names).sum(axis=1)
-    a, b, cc = c[:, 0], c[:, 1], c[:, 2]
-    assert np.all(a + cc == counts[0] + counts[2])
-    assert np.all(b + cc == counts[1] + counts[2])
+    assert molecules_refusal(BINDING, diffusion, binding_reactions(rates)) is None
+    check_binding_moieties(space, rates, diffusion, counts, seed, "molecules")
 
-    names2 = ("A", "B")
-    reactions2 = [
-        (["A", "A"], ["B"], {"k": rates[2] * OMEGA_MIN / 2}, None),
-        (["B"], ["A", "A"], {"k": rates[1]}, None),
-    ]
-    why = molecules_refusal(names2, diffusion[:2], reactions2)
+    why = molecules_refusal(DIMER, diffusion[:2], dimer_reactions(rates))
     assert (why is None) == (mover == 1)
     if why is not None:
         assert why[0].endswith("'r0'" if mover == 0 else "moves")
-        check_refused(why, names2, diffusion[:2], reactions2, space)
+        check_refused(why, DIMER, diffusion[:2], dimer_reactions(rates), space)
         return
-    sim2 = build(
-        names2, diffusion[:2], reactions2, counts[:2], space, seed=seed, solver="molecules"
-    )
-    res2 = sim2.run(t_end=0.1, dt_sample=0.01)
-    c2 = all_counts(res2, names2).sum(axis=1)
-    assert np.all(c2[:, 0] + 2 * c2[:, 1] == counts[0] + 2 * counts[1])
+    check_dimer_moiety(space, rates, diffusion, counts, seed, "molecules")
 
 
 @SETTINGS
@@ -343,9 +343,14 @@ def test_molecules_diffusion_alone_conserves_each_total(space, mover, d, counts,
 @SETTINGS
 @given(net=networks(), space=lattices(), seed=st.integers(0, 2**64 - 1))
 def test_same_seed_same_result(net, space, seed):
+    check_same_seed_same_result(net, space, seed, "nsm")
+
+
+def check_same_seed_same_result(net, space, seed, solver):
     names, diffusion, reactions, counts = net
-    r1 = build(names, diffusion, reactions, counts, space, seed=seed).run(0.05, 0.01)
-    r2 = build(names, diffusion, reactions, counts, space, seed=seed).run(0.05, 0.01)
+    r1 = build(names, diffusion, reactions, counts, space, seed=seed, solver=solver)
+    r2 = build(names, diffusion, reactions, counts, space, seed=seed, solver=solver)
+    r1, r2 = r1.run(0.05, 0.01), r2.run(0.05, 0.01)
     np.testing.assert_array_equal(all_counts(r1, names), all_counts(r2, names))
     assert r1.events == r2.events
 
@@ -359,11 +364,7 @@ def test_molecules_same_seed_same_result(net, space, seed):
         check_refused(why, names, diffusion, reactions, space)
         return
     event("ran")
-    r1 = build(names, diffusion, reactions, counts, space, seed=seed, solver="molecules")
-    r2 = build(names, diffusion, reactions, counts, space, seed=seed, solver="molecules")
-    r1, r2 = r1.run(0.05, 0.01), r2.run(0.05, 0.01)
-    np.testing.assert_array_equal(all_counts(r1, names), all_counts(r2, names))
-    assert r1.events == r2.events
+    check_same_seed_same_result(net, space, seed, "molecules")
 
 
 @settings(SETTINGS, max_examples=15)
@@ -380,15 +381,19 @@ def test_different_seed_different_result(space, d, n, seeds):
     molecule attempts >= 2 jumps between samples): two streams give identical
     (20, N) arrays with probability < 0.5**20 ~ 1e-6 even in the worst case (2 voxels,
     20 molecules: P(equal count in voxel 0) ~ 0.18 per well-mixed sample)."""
+    check_different_seed_different_result(space, d, n, seeds, "nsm")
+
+
+def check_different_seed_different_result(space, d, n, seeds, solver):
     h = space.spacing[0]
     dt = 2 * h**2 / d
     res = []
     for seed in seeds:
-        sim = build(("A",), (d,), [], (n,), space, seed=seed)
+        sim = build(("A",), (d,), [], (n,), space, seed=seed, solver=solver)
         res.append(sim.run(t_end=20 * dt, dt_sample=dt).counts("A")[1:])
     assert not np.array_equal(res[0], res[1])
     # Replicates of one seed are different streams too.
-    sim = build(("A",), (d,), [], (n,), space, seed=seeds[0], replicate=1)
+    sim = build(("A",), (d,), [], (n,), space, seed=seeds[0], replicate=1, solver=solver)
     other = sim.run(t_end=20 * dt, dt_sample=dt).counts("A")[1:]
     assert not np.array_equal(res[0], other)
 
@@ -404,16 +409,7 @@ def test_different_seed_different_result(space, d, n, seeds):
 )
 def test_molecules_different_seed_different_result(space, d, n, seeds):
     """As test_different_seed_different_result, with the molecules solver."""
-    h = space.spacing[0]
-    dt = 2 * h**2 / d
-    res = []
-    for seed in seeds:
-        sim = build(("A",), (d,), [], (n,), space, seed=seed, solver="molecules")
-        res.append(sim.run(t_end=20 * dt, dt_sample=dt).counts("A")[1:])
-    assert not np.array_equal(res[0], res[1])
-    sim = build(("A",), (d,), [], (n,), space, seed=seeds[0], replicate=1, solver="molecules")
-    other = sim.run(t_end=20 * dt, dt_sample=dt).counts("A")[1:]
-    assert not np.array_equal(res[0], other)
+    check_different_seed_different_result(space, d, n, seeds, "molecules")
 
 
 _any_float = st.floats(allow_nan=True, allow_infinity=True)
