@@ -7,18 +7,7 @@ use redoxfield_core::{Advance, Nsm};
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let seed: u64 = args.get(1).map_or(1, |a| a.parse().unwrap());
-    let shape = if args.len() >= 5 {
-        [
-            args[2].parse().unwrap(),
-            args[3].parse().unwrap(),
-            args[4].parse().unwrap(),
-        ]
-    } else {
-        [40, 40, 40]
-    };
-    let t_end: f64 = args.get(5).map_or(0.05, |a| a.parse().unwrap());
+    let (seed, shape, t_end) = common::seed_shape_t_end();
     let problem = common::b1_problem(shape);
     let n = problem.n_subvolumes();
     let mut nsm = Nsm::new(&problem, seed, 0).expect("valid problem");

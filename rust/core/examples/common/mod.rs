@@ -57,6 +57,25 @@ pub fn b1_problem(shape: [usize; 3]) -> Problem {
     }
 }
 
+/// `[seed] [nx ny nz] [t_end]` from the command line (defaults 1, B1's
+/// 40 x 40 x 40, 0.05 s).
+#[allow(dead_code)] // the opsplit example has arguments of its own
+pub fn seed_shape_t_end() -> (u64, [usize; 3], f64) {
+    let args: Vec<String> = std::env::args().collect();
+    let seed: u64 = args.get(1).map_or(1, |a| a.parse().unwrap());
+    let shape = if args.len() >= 5 {
+        [
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
+            args[4].parse().unwrap(),
+        ]
+    } else {
+        [40, 40, 40]
+    };
+    let t_end: f64 = args.get(5).map_or(0.05, |a| a.parse().unwrap());
+    (seed, shape, t_end)
+}
+
 /// CPU time of this thread so far (Linux: /proc/thread-self/schedstat, ns
 /// on the CPU); None elsewhere.
 #[allow(dead_code)] // not every example times itself
