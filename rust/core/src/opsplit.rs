@@ -170,6 +170,93 @@ impl RowChannel for Channel {
     }
 }
 
+/// The per-molecule reaction rates of one rate class as functions of a
+/// subvolume's counts, for the automatic step bound. A species with pair
+/// partners (or A + A) reacts at `fixed + sum of c (x_src - off)+` over its
+/// terms; one with first-order channels only at a constant, folded into
+/// `fixed_max`. Rebuilt with the channels (at a rate switch).
+#[derive(Clone, Debug, Default)]
+struct ClassRates {
+    /// Largest count-independent part over species (a lower bound of the
+    /// class's largest rate in any subvolume).
+    fixed_max: f64,
+    /// Species whose rate depends on counts: (constant part, its terms as a
+    /// range of `terms`).
+    targets: Vec<(f64, u32, u32)>,
+    terms: Vec<RateTerm>,
+}
+
+/// One count-dependent term of a species' rate: `c * max(x_src - off, 0)`
+/// (off = 0 for a partner of A + B, 1 and c doubled for A + A).
+#[derive(Clone, Copy, Debug)]
+struct RateTerm {
+    src: u32,
+    off: f64,
+    c: f64,
+}
+
+impl ClassRates {
+    fn new(chans: &[Channel], s: usize) -> Self {
+        let mut fixed = vec![0.0f64; s];
+        let mut terms: Vec<Vec<RateTerm>> = vec![Vec::new(); s];
+        for ch in chans {
+            let (a, b) = (ch.a as usize, ch.b as usize);
+            match ch.kind {
+                Kind::First => fixed[a] += ch.c,
+                Kind::Pair => {
+                    terms[a].push(RateTerm {
+                        src: ch.b,
+                        off: 0.0,
+                        c: ch.c,
+                    });
+                    terms[b].push(RateTerm {
+                        src: ch.a,
+                        off: 0.0,
+                        c: ch.c,
+                    });
+                }
+                Kind::Dimer => terms[a].push(RateTerm {
+                    src: ch.a,
+                    off: 1.0,
+                    c: 2.0 * ch.c,
+                }),
+            }
+        }
+        let mut out = ClassRates {
+            fixed_max: fixed.iter().copied().fold(0.0, f64::max),
+            ..Self::default()
+        };
+        for (sp, t) in terms.into_iter().enumerate() {
+            if !t.is_empty() {
+                let a = out.terms.len() as u32;
+                out.terms.extend(t);
+                out.targets.push((fixed[sp], a, out.terms.len() as u32));
+            }
+        }
+        out
+    }
+}
+
+/// The largest per-molecule reaction rate over the subvolumes and species of
+/// one block (what the automatic step bound needs); one pass over the
+/// records, without per-subvolume allocation or per-species scratch.
+fn block_rate_bound(b: &Block, layout: Rec, rates: &[ClassRates]) -> f64 {
+    let (s, st) = (layout.s, layout.st);
+    let mut kmax = 0.0f64;
+    for rec in b.cells()[..(b.hi - b.lo) * st].chunks_exact(st) {
+        let cr = &rates[rec[s] as usize];
+        kmax = kmax.max(cr.fixed_max);
+        for &(fixed, a, z) in &cr.targets {
+            let mut k = fixed;
+            for t in &cr.terms[a as usize..z as usize] {
+                k += t.c * (f64::from(rec[t.src as usize]) - t.off).max(0.0);
+            }
+            kmax = kmax.max(k);
+        }
+    }
+    kmax
+}
+
 /// The zero-order sources of one reaction inside one block.
 #[derive(Clone, Debug)]
 struct SourceTable {
@@ -482,6 +569,8 @@ pub struct OpSplit {
     rec: Rec,
     base_channels: Vec<Vec<Channel>>,
     channels: Vec<Vec<Channel>>,
+    /// Per rate class, the rates of `channels` for the step bound.
+    rate_bounds: Vec<ClassRates>,
     changes: Vec<Vec<(u32, i64)>>,
     factors: Vec<f64>,
     schedule: RateSchedule,
@@ -775,6 +864,7 @@ impl OpSplit {
             s,
             rec: Rec::new(s),
             channels: base_channels.clone(),
+            rate_bounds: Vec::new(),
             base_channels,
             changes,
             factors: vec![1.0; r],
@@ -823,6 +913,11 @@ impl OpSplit {
                 }
             }
         }
+        self.rate_bounds = self
+            .channels
+            .iter()
+            .map(|chans| ClassRates::new(chans, self.s))
+            .collect();
         for b in &mut self.blocks {
             b.rescan = true;
             b.sleepers.clear();
@@ -840,42 +935,12 @@ impl OpSplit {
         let mut tau = match self.options.tau {
             Some(t) => t,
             None => {
-                let s = self.s;
                 let layout = self.rec;
-                let channels = &self.channels;
+                let bounds = &self.rate_bounds;
                 let kmax = self.pool.install(|| {
                     self.blocks
                         .par_iter()
-                        .map(|b| {
-                            let mut per = vec![0.0f64; s];
-                            let mut kmax = 0.0f64;
-                            let cells = b.cells();
-                            for loc in 0..b.hi - b.lo {
-                                let chans = &channels[layout.class(cells, loc)];
-                                if chans.is_empty() {
-                                    continue;
-                                }
-                                let row = layout.row(cells, loc);
-                                per.fill(0.0);
-                                for ch in chans {
-                                    let (a, bb) = (ch.a as usize, ch.b as usize);
-                                    match ch.kind {
-                                        Kind::First => per[a] += ch.c,
-                                        Kind::Pair => {
-                                            per[a] += ch.c * row[bb] as f64;
-                                            per[bb] += ch.c * row[a] as f64;
-                                        }
-                                        Kind::Dimer => {
-                                            per[a] += 2.0 * ch.c * (row[a] as f64 - 1.0).max(0.0)
-                                        }
-                                    }
-                                }
-                                for &k in &per {
-                                    kmax = kmax.max(k);
-                                }
-                            }
-                            kmax
-                        })
+                        .map(|b| block_rate_bound(b, layout, bounds))
                         .reduce(|| 0.0, f64::max)
                 });
                 if kmax > 0.0 {
@@ -1713,6 +1778,80 @@ mod tests {
             schedule: RateSchedule::default(),
             layout: Vec::new(),
         }
+    }
+
+    /// The automatic step bound against the per-molecule rates written out by
+    /// hand: A + B -> C, A + A -> B, C -> A and B -> in two rate classes with
+    /// different constants, random counts, two blocks.
+    #[test]
+    fn tau_bound_is_the_largest_per_molecule_rate() {
+        let shape = [20, 20, 11];
+        let graph = cubic_lattice(shape, 1.0);
+        let n = graph.n_subvolumes();
+        assert!(n > BLOCK);
+        let reactions = vec![
+            Reaction {
+                reactants: vec![0, 1],
+                products: vec![2],
+            },
+            Reaction {
+                reactants: vec![0, 0],
+                products: vec![1],
+            },
+            Reaction {
+                reactants: vec![2],
+                products: vec![0],
+            },
+            Reaction {
+                reactants: vec![1],
+                products: vec![],
+            },
+        ];
+        // Per class: k_AB, k_AA, k_C, k_B.
+        let k = [[0.3, 0.05, 2.0, 1.5], [0.01, 0.9, 0.5, 7.0]];
+        let rate_class: Vec<u32> = (0..n).map(|i| u32::from(i % shape[0] < 10)).collect();
+        let mut state = 12345u64;
+        let initial_counts: Vec<u32> = (0..n * 3)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) % 40) as u32
+            })
+            .collect();
+        let mut expected = 0.0f64;
+        for i in 0..n {
+            let kc = k[rate_class[i] as usize];
+            let x = &initial_counts[i * 3..i * 3 + 3];
+            let (a, b) = (f64::from(x[0]), f64::from(x[1]));
+            let rate_a = kc[0] * b + kc[1] * (a - 1.0).max(0.0);
+            let rate_b = kc[0] * a + kc[3];
+            let rate_c = kc[2];
+            expected = expected.max(rate_a).max(rate_b).max(rate_c);
+        }
+        let problem = Problem {
+            n_species: 3,
+            graph,
+            transport_coefficients: vec![0.0; 3],
+            reactions,
+            rate_class,
+            rate_constants: k.concat(),
+            initial_counts,
+            schedule: RateSchedule::default(),
+            layout: Vec::new(),
+        };
+        let options = OpSplitOptions {
+            tolerance: 0.02,
+            threads: 2,
+            ..OpSplitOptions::default()
+        };
+        let solver = OpSplit::new(&problem, 1, 0, options).unwrap();
+        let tau = -(1.0f64 - 0.02).ln() / expected;
+        assert!(
+            (solver.tau_bound() / tau - 1.0).abs() < 1e-12,
+            "{} vs {tau}",
+            solver.tau_bound()
+        );
     }
 
     #[test]
