@@ -14,8 +14,8 @@
    rate as a ratio to it;
 3. opsplit's speed-up from 1 to 2 threads on B2 (same seed: identical output),
    the median of 5 interleaved pairs of ``advance`` calls;
-4. ensemble throughput (rf.ensemble_totals, 16 exact NSM replicates) on 1 and 2
-   threads, the median of 3 interleaved pairs;
+4. ensemble throughput (rf.ensemble_totals, 16 exact replicates, NSM and
+   molecules) on 1 and 2 threads, the median of 3 interleaved pairs;
 5. peers, when importable (optional extra ``bench``): ReaDDy on B1's chemistry,
    as a ratio to our wall time per simulated second; Smoldyn's PyPI wheel is
    skipped when it does not import.
@@ -182,12 +182,12 @@ def opsplit_thread_scaling(p: Problem, pairs: int) -> dict[str, Any]:
     return out
 
 
-def ensemble_scaling(replicates: int, pairs: int) -> dict[str, Any]:
+def ensemble_scaling(replicates: int, pairs: int, solver: str) -> dict[str, Any]:
     """rf.ensemble_totals of B1's chemistry on a 20x10x10 box, ``replicates``
-    exact NSM trajectories on 1 and 2 threads, in interleaved pairs."""
+    exact trajectories of ``solver`` on 1 and 2 threads, in interleaved pairs."""
     space = rf.Lattice(shape=(20, 10, 10), spacing=0.1)
     space.region("source", lambda x, y, z: x < 0.5)
-    sim = rf.Simulation(_b1_model(), space, seed=3)
+    sim = rf.Simulation(_b1_model(), space, seed=3, solver=solver)
     sim.set_concentration("Prx", 20.0)
     times = np.linspace(0.0, 0.05, 6)
     walls: dict[int, list[float]] = {1: [], 2: []}
@@ -199,7 +199,10 @@ def ensemble_scaling(replicates: int, pairs: int) -> dict[str, Any]:
             walls[threads].append(time.perf_counter() - w0)
     assert np.array_equal(outs[1].totals, outs[2].totals)
     out = _pair_summary(walls[1], walls[2])
+    cpu_per_rep = out["wall_1"] / replicates
     out.update(
+        solver=solver,
+        events_per_cpu_s=float(outs[1].events.mean()) / cpu_per_rep,
         replicates=replicates,
         per_s_1=replicates / out["wall_1"],
         per_s_2=replicates / out["wall_2"],
@@ -346,7 +349,7 @@ def main() -> None:
 
     b2 = problems[1][0]
     thr = opsplit_thread_scaling(b2, 2 if q else 5)
-    ens = ensemble_scaling(8 if q else 16, 2 if q else 3)
+    ens = [ensemble_scaling(8 if q else 16, 2 if q else 3, sv) for sv in ("nsm", "molecules")]
 
     print("\n## Solvers (events per CPU-second: CPU time of all threads)")
     print("| problem | solver | events/CPU-s | wall s | bytes/subvolume | events | tau (s) |")
@@ -392,12 +395,14 @@ def main() -> None:
         f"(medians): speed-up {thr['ratio']:.2f}x, median of {thr['pairs']} pairs "
         f"(range {thr['min']:.2f}-{thr['max']:.2f}x); identical counts: {thr['identical']}"
     )
-    print("\n## Ensemble throughput (exact NSM replicates, rf.ensemble_totals; interleaved pairs)")
-    print(
-        f"{ens['replicates']} replicates of {ens['events_per_rep']:.3g} events: "
-        f"1 thread {ens['per_s_1']:.3g}/s, 2 threads {ens['per_s_2']:.3g}/s: {ens['ratio']:.2f}x, "
-        f"median of {ens['pairs']} pairs (range {ens['min']:.2f}-{ens['max']:.2f}x)"
-    )
+    print("\n## Ensemble throughput (exact replicates, rf.ensemble_totals; interleaved pairs)")
+    for e in ens:
+        print(
+            f"{e['solver']}: {e['replicates']} replicates of {e['events_per_rep']:.3g} events "
+            f"({e['events_per_cpu_s']:.3g} events/s on 1 thread): 1 thread {e['per_s_1']:.3g}/s, "
+            f"2 threads {e['per_s_2']:.3g}/s: {e['ratio']:.2f}x, median of {e['pairs']} pairs "
+            f"(range {e['min']:.2f}-{e['max']:.2f}x)"
+        )
     if not args.no_peers:
         print("\n## Peers")
         print(smoldyn_status())

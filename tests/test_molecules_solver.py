@@ -14,6 +14,8 @@ here:
   to an immobile partner, release, decay and a rate switch. Tolerance: every mean
   within 4 standard errors of the difference (Welch, 40 seeds per solver);
 - a tet mesh stored along its Morton curve still reads back in the mesh's order;
+- rf.ensemble_totals runs molecules replicates, bitwise as one-by-one runs, and
+  refuses an opsplit simulation;
 - regression cases for two engine bugs these tests found (conftest marks).
 """
 
@@ -216,19 +218,23 @@ STATS = (
 )
 
 
-def _agreement_run(solver: str, seed: int) -> np.ndarray:
-    """A (D = 1 µm²/s) born at 500 µM/s in the 2 layers x < 0.2 µm (~9700 /s),
-    binds immobile B (10 µM, ~6 per voxel) at 1e7 /(M s) into C, C releases B
-    at 10 /s, A decays at 20 /s tripled at t = 0.1 s; ~15000 events to t = 0.2 s."""
+def _agreement_sim(solver: str, seed: int) -> tuple[rf.Simulation, np.ndarray]:
     m = _source_binding_model(1.0, 500.0, 1e7, 10.0, 20.0)
     space = rf.Lattice(shape=SHAPE, spacing=H)
     space.region("src", lambda x, y, z: x < 2 * H)
     sim = rf.Simulation(m, space, seed=seed, solver=solver)
     sim.set_concentration("B", 10.0)
     sim.set_rate_schedule([T_SWITCH], {"decay": [3.0]})
+    return sim, np.asarray(space.regions["src"])
+
+
+def _agreement_run(solver: str, seed: int) -> np.ndarray:
+    """A (D = 1 µm²/s) born at 500 µM/s in the 2 layers x < 0.2 µm (~9700 /s),
+    binds immobile B (10 µM, ~6 per voxel) at 1e7 /(M s) into C, C releases B
+    at 10 /s, A decays at 20 /s tripled at t = 0.1 s; ~15000 events to t = 0.2 s."""
+    sim, src = _agreement_sim(solver, seed)
     engine = sim.make_engine()
     engine.advance(T_END)
-    src = np.asarray(space.regions["src"])
     return np.array(
         [
             *engine.totals(),
@@ -323,3 +329,37 @@ def test_mesh_counts_come_back_in_the_mesh_order():
     assert a[left].sum() > 100 and a[~left].sum() == 0
     h2o2 = res.counts("H2O2", -1)
     assert h2o2[left].sum() > h2o2[~left].sum() / (~left).sum() * left.sum()
+
+
+# -- ensembles in the core ------------------------------------------------------------
+
+
+def test_ensemble_totals_runs_molecules_replicates_as_one_by_one_runs():
+    """rf.ensemble_totals of a molecules simulation: bitwise the replicates run
+    one by one with the molecules solver (totals, region totals, events), on 2
+    threads; the NSM ensemble of the same seed is another set of trajectories."""
+    sim, src = _agreement_sim("molecules", 9)
+    times = np.array([0.05, T_SWITCH, T_END])
+    reps = [0, 3, 5]
+    ens = rf.ensemble_totals(sim, times, replicates=reps, regions=["src"], threads=2)
+    for k, rep in enumerate(reps):
+        one = rf.Simulation(sim.model, sim.graph, seed=9, solver="molecules", replicate=rep)
+        one.set_counts(sim.counts)
+        one.set_rate_schedule([T_SWITCH], {"decay": [3.0]})
+        engine = one.make_engine()
+        for j, t in enumerate(times):
+            engine.advance(float(t))
+            np.testing.assert_array_equal(ens.totals[k, j], engine.totals())
+            np.testing.assert_array_equal(
+                ens.region_totals[k, j, 0], engine.counts()[src].sum(axis=0)
+            )
+        assert ens.events[k] == engine.total_events
+    nsm_sim, _ = _agreement_sim("nsm", 9)
+    nsm = rf.ensemble_totals(nsm_sim, times, replicates=reps, threads=1)
+    assert not np.array_equal(nsm.totals, ens.totals)
+
+
+def test_ensemble_totals_refuses_an_opsplit_simulation():
+    sim = rf.Simulation(_busy_model(), _lattice(), seed=1, solver="opsplit")
+    with pytest.raises(SimulationError, match="exact replicates.*'opsplit'.*rf.Ensemble"):
+        rf.ensemble_totals(sim, [0.01], replicates=2)

@@ -341,8 +341,10 @@ def run_ensemble_totals(
     schedule_times: NDArray[np.float64] | None = None,
     schedule_factors: NDArray[np.float64] | None = None,
     layout: NDArray[np.int64] | None = None,
+    solver: str = "nsm",
 ) -> tuple[NDArray[np.int64], NDArray[np.int64] | None, NDArray[np.uint64]]:
-    """Exact NSM replicates (streams (seed, r) for r in ``replicates``) in parallel
+    """Exact replicates, with ``solver`` "nsm" or "molecules" (streams (seed, r)
+    for r in ``replicates``) in parallel
     threads, GIL released: (totals (R, T, S), region totals (R, T, G, S) or None,
     events (R,)) at ``times``; ``regions`` lists the subvolume indices of each
     region. Bitwise the same as running the replicates one by one. Ctrl-C raises

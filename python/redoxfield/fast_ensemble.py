@@ -1,7 +1,8 @@
 """Ensembles of totals on all cores in one call, without Dask (docs/ensembles.md).
 
-:func:`ensemble_totals` runs many exact NSM replicates of one
-:class:`~redoxfield.Simulation` in the Rust core, in parallel threads with the
+:func:`ensemble_totals` runs many exact replicates of one
+:class:`~redoxfield.Simulation` (with its solver, ``"nsm"`` or ``"molecules"``)
+in the Rust core, in parallel threads with the
 GIL released, and keeps only species totals (and region totals) at the sample
 times: no HDF5 shards, no per-subvolume fields. Use it for statistics of totals
 over many replicates on one machine; use :class:`~redoxfield.Ensemble` (Dask)
@@ -24,7 +25,10 @@ from numpy.typing import ArrayLike, NDArray
 from .errors import SimulationError
 from .simulation import Simulation, _load_core
 
-__all__ = ["EnsembleTotals", "ensemble_totals"]
+__all__ = ["EXACT_SOLVERS", "EnsembleTotals", "ensemble_totals"]
+
+#: The solvers whose replicates ``ensemble_totals`` runs in the core.
+EXACT_SOLVERS = ("nsm", "molecules")
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,21 @@ def ensemble_totals(
     threads: int = 0,
 ) -> EnsembleTotals:
     """Run ``replicates`` (a count, for streams 0..n-1, or a list of stream
-    numbers) of ``sim`` with the exact NSM and sample totals at ``times`` (s,
-    non-decreasing, >= 0). ``regions``: True for every region of the geometry, or
-    a list of region names. ``threads``: worker threads, 0 for one per core.
-    Ctrl-C stops the run (KeyboardInterrupt)."""
+    numbers) of ``sim`` with its exact solver (``sim.solver``: ``"nsm"``, or
+    ``"molecules"``, the same statistics faster where it applies) and sample
+    totals at ``times`` (s, non-decreasing, >= 0). ``regions``: True for every
+    region of the geometry, or a list of region names. ``threads``: worker
+    threads, 0 for one per core. A simulation set up for the approximate
+    ``"opsplit"`` solver is refused: the replicates here are exact. Ctrl-C stops
+    the run (KeyboardInterrupt)."""
     if not isinstance(sim, Simulation):
         raise SimulationError(f"sim must be a redoxfield.Simulation, got {type(sim).__name__}")
+    if sim.solver not in EXACT_SOLVERS:
+        raise SimulationError(
+            f"ensemble_totals runs exact replicates ({' or '.join(map(repr, EXACT_SOLVERS))}); "
+            f"this simulation uses solver {sim.solver!r}: make it with solver='nsm' or "
+            "'molecules', or use rf.Ensemble for opsplit replicates"
+        )
     t = np.ascontiguousarray(times, dtype=np.float64)
     if t.ndim != 1 or t.size == 0:
         raise SimulationError("times must be a non-empty 1-D array of seconds")
@@ -107,6 +120,7 @@ def ensemble_totals(
             times=t,
             regions=members if names else None,
             threads=int(threads),
+            solver=sim.solver,
         )
     except ValueError as exc:
         raise SimulationError(str(exc)) from None

@@ -1,5 +1,6 @@
 //! Many replicates of one `Problem` on all cores: each replicate is its own
-//! exact NSM trajectory with stream (seed, replicate), so the output is
+//! exact trajectory (NSM, or the molecules solver where it applies) with
+//! stream (seed, replicate), so the output is
 //! bitwise the one of running the replicates one by one, in any order and on
 //! any number of threads. Only totals (and region totals) at the sample
 //! times are kept, so memory is one solver per thread, not per replicate.
@@ -9,8 +10,52 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 
 use crate::error::{invalid, CoreError};
+use crate::molecules::Molecules;
 use crate::nsm::{Advance, Nsm};
 use crate::problem::Problem;
+
+/// The exact solver that runs every replicate: the same Markov chain, so the
+/// same statistics; `Molecules` applies when one species moves and no
+/// reaction takes two of it (it refuses the problem otherwise).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExactSolver {
+    #[default]
+    Nsm,
+    Molecules,
+}
+
+/// What the ensemble needs of an exact solver.
+trait Replicate: Sized {
+    fn start(problem: &Problem, seed: u64, replicate: u64) -> Result<Self, CoreError>;
+    fn advance(&mut self, t_stop: f64, max_events: u64) -> Result<Advance, CoreError>;
+    fn totals(&self) -> Vec<u64>;
+    fn counts_into(&self, out: &mut [u32]);
+    fn total_events(&self) -> u64;
+}
+
+macro_rules! replicate_impl {
+    ($t:ty) => {
+        impl Replicate for $t {
+            fn start(problem: &Problem, seed: u64, replicate: u64) -> Result<Self, CoreError> {
+                <$t>::new(problem, seed, replicate)
+            }
+            fn advance(&mut self, t_stop: f64, max_events: u64) -> Result<Advance, CoreError> {
+                <$t>::advance(self, t_stop, max_events)
+            }
+            fn totals(&self) -> Vec<u64> {
+                <$t>::totals(self)
+            }
+            fn counts_into(&self, out: &mut [u32]) {
+                <$t>::counts_into(self, out)
+            }
+            fn total_events(&self) -> u64 {
+                <$t>::total_events(self)
+            }
+        }
+    };
+}
+replicate_impl!(Nsm);
+replicate_impl!(Molecules);
 
 /// Samples of an ensemble.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -31,8 +76,10 @@ const EVENTS_PER_SLICE: u64 = 1 << 20;
 
 /// Run `replicates` (their stream numbers) of `problem` with `seed`, sampling
 /// species totals, and per region (lists of subvolume indices) the totals
-/// over its subvolumes, at each of `times` (non-decreasing, >= 0). `threads`
-/// = 0 uses every core. Returns None if `cancel` was set while running.
+/// over its subvolumes, at each of `times` (non-decreasing, >= 0), with the
+/// exact `solver`. `threads` = 0 uses every core. Returns None if `cancel`
+/// was set while running.
+#[allow(clippy::too_many_arguments)]
 pub fn ensemble_totals(
     problem: &Problem,
     seed: u64,
@@ -40,11 +87,11 @@ pub fn ensemble_totals(
     times: &[f64],
     regions: &[Vec<u32>],
     threads: usize,
+    solver: ExactSolver,
     cancel: &AtomicBool,
 ) -> Result<Option<EnsembleOutput>, CoreError> {
     problem.validate()?;
     let n = problem.n_subvolumes();
-    let s = problem.n_species;
     for (k, &t) in times.iter().enumerate() {
         if !t.is_finite() || t < 0.0 {
             return invalid(format!("times[{k}] = {t} must be finite and non-negative"));
@@ -67,45 +114,22 @@ pub fn ensemble_totals(
         return invalid(format!("threads = {threads} is more than 1024"));
     }
     // Build one solver first, so that a bad problem fails before any thread.
-    Nsm::new(problem, seed, replicates.first().copied().unwrap_or(0))?.check_propensity_bound()?;
+    let first = replicates.first().copied().unwrap_or(0);
+    match solver {
+        ExactSolver::Nsm => Nsm::new(problem, seed, first)?.check_propensity_bound()?,
+        // Its constructor refuses what it cannot run (before any thread starts).
+        ExactSolver::Molecules => drop(Molecules::new(problem, seed, first)?),
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .map_err(|e| CoreError::InvalidInput(format!("cannot start worker threads: {e}")))?;
-    let n_t = times.len();
-    let n_g = regions.len();
-    let one = |rep: u64| -> Result<Option<Samples>, CoreError> {
-        let mut nsm = Nsm::new(problem, seed, rep)?;
-        let mut totals = Vec::with_capacity(n_t * s);
-        let mut by_region = Vec::with_capacity(n_t * n_g * s);
-        let mut counts = vec![0u32; n * s];
-        for &t in times {
-            loop {
-                if cancel.load(Ordering::Relaxed) {
-                    return Ok(None);
-                }
-                if nsm.advance(t, EVENTS_PER_SLICE)? == Advance::Reached {
-                    break;
-                }
-            }
-            totals.extend(nsm.totals());
-            if n_g > 0 {
-                nsm.counts_into(&mut counts);
-                for members in regions {
-                    let mut acc = vec![0u64; s];
-                    for &i in members {
-                        let row = &counts[i as usize * s..(i as usize + 1) * s];
-                        for (a, &c) in acc.iter_mut().zip(row) {
-                            *a += u64::from(c);
-                        }
-                    }
-                    by_region.extend(acc);
-                }
-            }
+    let results: Vec<_> = pool.install(|| match solver {
+        ExactSolver::Nsm => run_all::<Nsm>(problem, seed, replicates, times, regions, cancel),
+        ExactSolver::Molecules => {
+            run_all::<Molecules>(problem, seed, replicates, times, regions, cancel)
         }
-        Ok(Some((totals, by_region, nsm.total_events())))
-    };
-    let results: Vec<_> = pool.install(|| replicates.par_iter().map(|&r| one(r)).collect());
+    });
     let mut out = EnsembleOutput::default();
     for r in results {
         match r? {
@@ -120,20 +144,67 @@ pub fn ensemble_totals(
     Ok(Some(out))
 }
 
+/// Every replicate with solver `R`, in parallel on the current pool, in
+/// replicate order.
+fn run_all<R: Replicate>(
+    problem: &Problem,
+    seed: u64,
+    replicates: &[u64],
+    times: &[f64],
+    regions: &[Vec<u32>],
+    cancel: &AtomicBool,
+) -> Vec<Result<Option<Samples>, CoreError>> {
+    let (n, s) = (problem.n_subvolumes(), problem.n_species);
+    let (n_t, n_g) = (times.len(), regions.len());
+    let one = |rep: u64| -> Result<Option<Samples>, CoreError> {
+        let mut solver = R::start(problem, seed, rep)?;
+        let mut totals = Vec::with_capacity(n_t * s);
+        let mut by_region = Vec::with_capacity(n_t * n_g * s);
+        let mut counts = vec![0u32; n * s];
+        for &t in times {
+            loop {
+                if cancel.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                if solver.advance(t, EVENTS_PER_SLICE)? == Advance::Reached {
+                    break;
+                }
+            }
+            totals.extend(solver.totals());
+            if n_g > 0 {
+                solver.counts_into(&mut counts);
+                for members in regions {
+                    let mut acc = vec![0u64; s];
+                    for &i in members {
+                        let row = &counts[i as usize * s..(i as usize + 1) * s];
+                        for (a, &c) in acc.iter_mut().zip(row) {
+                            *a += u64::from(c);
+                        }
+                    }
+                    by_region.extend(acc);
+                }
+            }
+        }
+        Ok(Some((totals, by_region, solver.total_events())))
+    };
+    replicates.par_iter().map(|&r| one(r)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lattice::cubic_lattice;
     use crate::problem::Reaction;
 
-    #[test]
-    fn same_as_one_by_one() {
+    /// Birth, conversion and decay on a 5x4x3 lattice; species 1 moves only
+    /// when `both_move`.
+    fn problem(both_move: bool) -> Problem {
         let graph = cubic_lattice([5, 4, 3], 0.5);
         let n = graph.n_subvolumes();
-        let p = Problem {
+        Problem {
             n_species: 2,
             graph,
-            transport_coefficients: vec![1.0, 0.2],
+            transport_coefficients: vec![1.0, if both_move { 0.2 } else { 0.0 }],
             reactions: vec![
                 Reaction {
                     reactants: vec![],
@@ -153,37 +224,66 @@ mod tests {
             initial_counts: vec![1; 2 * n],
             schedule: Default::default(),
             layout: Vec::new(),
-        };
+        }
+    }
+
+    /// The ensemble with `solver` against its replicates run one by one with
+    /// `R`, on 1 and 2 threads, plus the cancel flag and bad inputs.
+    fn check_same_as_one_by_one<R: Replicate>(p: &Problem, solver: ExactSolver) {
+        let n = p.n_subvolumes();
         let times = [0.0, 0.5, 1.0, 2.0];
         let regions = vec![vec![0, 1, 2], (0..n as u32).collect()];
         let reps = [0u64, 1, 2, 7, 8];
         let cancel = AtomicBool::new(false);
-        let par = ensemble_totals(&p, 11, &reps, &times, &regions, 2, &cancel)
+        let par = ensemble_totals(p, 11, &reps, &times, &regions, 2, solver, &cancel)
             .unwrap()
             .unwrap();
         for (k, &rep) in reps.iter().enumerate() {
-            let mut nsm = Nsm::new(&p, 11, rep).unwrap();
+            let mut one = R::start(p, 11, rep).unwrap();
             for (j, &t) in times.iter().enumerate() {
-                nsm.advance(t, u64::MAX).unwrap();
+                one.advance(t, u64::MAX).unwrap();
                 let off = (k * times.len() + j) * 2;
-                assert_eq!(&par.totals[off..off + 2], nsm.totals().as_slice());
+                assert_eq!(&par.totals[off..off + 2], one.totals().as_slice());
                 // The region of every subvolume sums to the totals.
                 let g = ((k * times.len() + j) * 2 + 1) * 2;
-                assert_eq!(&par.region_totals[g..g + 2], nsm.totals().as_slice());
+                assert_eq!(&par.region_totals[g..g + 2], one.totals().as_slice());
             }
-            assert_eq!(par.events[k], nsm.total_events());
+            assert_eq!(par.events[k], one.total_events());
         }
-        let single = ensemble_totals(&p, 11, &reps, &times, &regions, 1, &cancel)
+        let single = ensemble_totals(p, 11, &reps, &times, &regions, 1, solver, &cancel)
             .unwrap()
             .unwrap();
         assert_eq!(single, par);
         cancel.store(true, Ordering::Relaxed);
         assert_eq!(
-            ensemble_totals(&p, 11, &reps, &times, &[], 1, &cancel).unwrap(),
+            ensemble_totals(p, 11, &reps, &times, &[], 1, solver, &cancel).unwrap(),
             None
         );
         let cancel = AtomicBool::new(false);
-        assert!(ensemble_totals(&p, 11, &reps, &[1.0, 0.5], &[], 1, &cancel).is_err());
-        assert!(ensemble_totals(&p, 11, &reps, &times, &[vec![999]], 1, &cancel).is_err());
+        assert!(ensemble_totals(p, 11, &reps, &[1.0, 0.5], &[], 1, solver, &cancel).is_err());
+        assert!(ensemble_totals(p, 11, &reps, &times, &[vec![999]], 1, solver, &cancel).is_err());
+    }
+
+    #[test]
+    fn same_as_one_by_one() {
+        check_same_as_one_by_one::<Nsm>(&problem(true), ExactSolver::Nsm);
+        check_same_as_one_by_one::<Molecules>(&problem(false), ExactSolver::Molecules);
+    }
+
+    #[test]
+    fn molecules_refuses_two_moving_species_before_any_thread() {
+        let cancel = AtomicBool::new(false);
+        let err = ensemble_totals(
+            &problem(true),
+            1,
+            &[0, 1],
+            &[1.0],
+            &[],
+            2,
+            ExactSolver::Molecules,
+            &cancel,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("species"), "{err}");
     }
 }

@@ -18,7 +18,7 @@ pub mod problem;
 pub mod queue;
 pub mod rng;
 
-pub use ensemble::{ensemble_totals, EnsembleOutput};
+pub use ensemble::{ensemble_totals, EnsembleOutput, ExactSolver};
 pub use error::CoreError;
 pub use molecules::Molecules;
 pub use nsm::{Advance, Nsm};

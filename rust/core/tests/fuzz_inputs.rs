@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use redoxfield_core::lattice::cubic_lattice;
 use redoxfield_core::{
-    ensemble_totals, Molecules, Nsm, OpSplit, OpSplitOptions, Problem, RateSchedule, Reaction,
-    Stream, SubvolumeGraph,
+    ensemble_totals, ExactSolver, Molecules, Nsm, OpSplit, OpSplitOptions, Problem, RateSchedule,
+    Reaction, Stream, SubvolumeGraph,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -357,7 +357,13 @@ fn fuzz_opsplit_and_ensemble() {
                 // Rates are hostile too (a 1e300 /s source is 4e9 exact events
                 // before its count overflows): the watchdog cancels the run.
                 with_watchdog(&cancel, || {
-                    let _ = ensemble_totals(&p, seed, &[0, 1], &times, &[vec![0]], 1, &cancel);
+                    let solver = if g.chance(0.5) {
+                        ExactSolver::Molecules
+                    } else {
+                        ExactSolver::Nsm
+                    };
+                    let _ =
+                        ensemble_totals(&p, seed, &[0, 1], &times, &[vec![0]], 1, solver, &cancel);
                 });
             }
             built

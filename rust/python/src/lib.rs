@@ -15,8 +15,8 @@ use numpy::{
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use redoxfield_core::{
-    ensemble_totals, Advance, CoreError, Molecules, Nsm, OpSplit, OpSplitOptions, Problem,
-    RateSchedule, Reaction, SubvolumeGraph,
+    ensemble_totals, Advance, CoreError, ExactSolver, Molecules, Nsm, OpSplit, OpSplitOptions,
+    Problem, RateSchedule, Reaction, SubvolumeGraph,
 };
 
 /// Python exceptions. In their own module so that the Python-visible name
@@ -676,13 +676,14 @@ type EnsembleArrays<'py> = (
     Bound<'py, PyArray1<u64>>,
 );
 
-/// Many exact NSM replicates in parallel (core `ensemble_totals`), GIL
+/// Many exact replicates (NSM or molecules) in parallel (core `ensemble_totals`), GIL
 /// released; Ctrl-C stops them. See _core.pyi.
 #[pyfunction]
 #[pyo3(signature = (*, volumes, edge_offsets, edge_targets, edge_coupling, edge_class,
     transport_coefficients, reactants, product_offsets, product_species, rate_class,
     rate_constants, counts, seed, replicates, times, regions = None, threads = 0,
-    species_names = None, schedule_times = None, schedule_factors = None, layout = None))]
+    species_names = None, schedule_times = None, schedule_factors = None, layout = None,
+    solver = "nsm"))]
 #[allow(clippy::too_many_arguments)]
 fn run_ensemble_totals<'py>(
     py: Python<'py>,
@@ -707,7 +708,17 @@ fn run_ensemble_totals<'py>(
     schedule_times: Option<PyReadonlyArray1<f64>>,
     schedule_factors: Option<PyReadonlyArray2<f64>>,
     layout: Option<PyReadonlyArray1<i64>>,
+    solver: &str,
 ) -> PyResult<EnsembleArrays<'py>> {
+    let solver = match solver {
+        "nsm" => ExactSolver::Nsm,
+        "molecules" => ExactSolver::Molecules,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "solver {other:?} cannot run an ensemble of exact replicates; use \"nsm\" or \"molecules\""
+            )))
+        }
+    };
     let (problem, names) = problem_from_arrays(
         volumes,
         edge_offsets,
@@ -745,6 +756,7 @@ fn run_ensemble_totals<'py>(
                 &times,
                 &members,
                 threads,
+                solver,
                 &cancel,
             )
         });
