@@ -23,3 +23,20 @@ def b1_model():
     m.reaction("PrxOx -> Prx", k=10.0)
     m.reaction("-> H2O2", k=41.5, region="source")
     return m
+
+
+def assert_ensemble_is_one_by_one(ens, make_engine, mask) -> None:
+    """``ens`` (rf.ensemble_totals with one region, given by the boolean
+    ``mask``) holds bitwise what the engine ``make_engine(replicate)`` gives for
+    each of its replicates run alone: totals, region totals and events."""
+    import numpy as np
+
+    for k, rep in enumerate(ens.replicates):
+        engine = make_engine(int(rep))
+        for j, t in enumerate(ens.times):
+            engine.advance(float(t))
+            np.testing.assert_array_equal(ens.totals[k, j], engine.totals())
+            np.testing.assert_array_equal(
+                ens.region_totals[k, j, 0], engine.counts()[mask].sum(axis=0)
+            )
+        assert ens.events[k] == engine.total_events

@@ -27,7 +27,7 @@ import pytest
 import redoxfield as rf
 from redoxfield.errors import SimulationError
 
-from .conftest import needs_core
+from .conftest import assert_ensemble_is_one_by_one, needs_core
 
 pytestmark = needs_core
 
@@ -218,21 +218,23 @@ STATS = (
 )
 
 
-def _agreement_sim(solver: str, seed: int) -> tuple[rf.Simulation, np.ndarray]:
+def _agreement_sim(
+    solver: str, seed: int, options: dict | None = None
+) -> tuple[rf.Simulation, np.ndarray]:
     m = _source_binding_model(1.0, 500.0, 1e7, 10.0, 20.0)
     space = rf.Lattice(shape=SHAPE, spacing=H)
     space.region("src", lambda x, y, z: x < 2 * H)
-    sim = rf.Simulation(m, space, seed=seed, solver=solver)
+    sim = rf.Simulation(m, space, seed=seed, solver=solver, solver_options=options)
     sim.set_concentration("B", 10.0)
     sim.set_rate_schedule([T_SWITCH], {"decay": [3.0]})
     return sim, np.asarray(space.regions["src"])
 
 
-def _agreement_run(solver: str, seed: int) -> np.ndarray:
+def _agreement_run(solver: str, seed: int, options: dict | None = None) -> np.ndarray:
     """A (D = 1 µm²/s) born at 500 µM/s in the 2 layers x < 0.2 µm (~9700 /s),
     binds immobile B (10 µM, ~6 per voxel) at 1e7 /(M s) into C, C releases B
     at 10 /s, A decays at 20 /s tripled at t = 0.1 s; ~15000 events to t = 0.2 s."""
-    sim, src = _agreement_sim(solver, seed)
+    sim, src = _agreement_sim(solver, seed, options)
     engine = sim.make_engine()
     engine.advance(T_END)
     return np.array(
@@ -246,14 +248,15 @@ def _agreement_run(solver: str, seed: int) -> np.ndarray:
     )
 
 
-def test_molecules_agrees_with_nsm_in_distribution():
+@pytest.mark.parametrize("method", ["clocks", "thinning"])
+def test_molecules_agrees_with_nsm_in_distribution(method):
     """Means of the final totals, of A in the source region and of every event
     counter: |difference| < 4 se of the difference (Welch; 9 statistics, a
     correct pair fails with probability < 9 x 6.3e-5 = 6e-4). Relative se of the
     difference: 0.5-2 %. Also: B + C is conserved in every run and the two
     solvers' runs are not copies of one another."""
     nsm = np.array([_agreement_run("nsm", 100 + s) for s in range(SEEDS)])
-    mol = np.array([_agreement_run("molecules", 200 + s) for s in range(SEEDS)])
+    mol = np.array([_agreement_run("molecules", 200 + s, {"method": method}) for s in range(SEEDS)])
     for runs in (nsm, mol):
         np.testing.assert_array_equal(runs[:, 1] + runs[:, 2], runs[0, 1] + runs[0, 2])
         assert np.unique(runs, axis=0).shape[0] == SEEDS  # different seeds, different runs
@@ -334,26 +337,30 @@ def test_mesh_counts_come_back_in_the_mesh_order():
 # -- ensembles in the core ------------------------------------------------------------
 
 
-def test_ensemble_totals_runs_molecules_replicates_as_one_by_one_runs():
+@pytest.mark.parametrize("method", ["auto", "clocks"])
+def test_ensemble_totals_runs_molecules_replicates_as_one_by_one_runs(method):
     """rf.ensemble_totals of a molecules simulation: bitwise the replicates run
     one by one with the molecules solver (totals, region totals, events), on 2
     threads; the NSM ensemble of the same seed is another set of trajectories."""
-    sim, src = _agreement_sim("molecules", 9)
+    sim, src = _agreement_sim("molecules", 9, {"method": method})
     times = np.array([0.05, T_SWITCH, T_END])
     reps = [0, 3, 5]
     ens = rf.ensemble_totals(sim, times, replicates=reps, regions=["src"], threads=2)
-    for k, rep in enumerate(reps):
-        one = rf.Simulation(sim.model, sim.graph, seed=9, solver="molecules", replicate=rep)
+
+    def alone(rep: int):
+        one = rf.Simulation(
+            sim.model,
+            sim.graph,
+            seed=9,
+            solver="molecules",
+            replicate=rep,
+            solver_options={"method": method},
+        )
         one.set_counts(sim.counts)
         one.set_rate_schedule([T_SWITCH], {"decay": [3.0]})
-        engine = one.make_engine()
-        for j, t in enumerate(times):
-            engine.advance(float(t))
-            np.testing.assert_array_equal(ens.totals[k, j], engine.totals())
-            np.testing.assert_array_equal(
-                ens.region_totals[k, j, 0], engine.counts()[src].sum(axis=0)
-            )
-        assert ens.events[k] == engine.total_events
+        return one.make_engine()
+
+    assert_ensemble_is_one_by_one(ens, alone, src)
     nsm_sim, _ = _agreement_sim("nsm", 9)
     nsm = rf.ensemble_totals(nsm_sim, times, replicates=reps, threads=1)
     assert not np.array_equal(nsm.totals, ens.totals)
@@ -363,3 +370,27 @@ def test_ensemble_totals_refuses_an_opsplit_simulation():
     sim = rf.Simulation(_busy_model(), _lattice(), seed=1, solver="opsplit")
     with pytest.raises(SimulationError, match="exact replicates.*'opsplit'.*rf.Ensemble"):
         rf.ensemble_totals(sim, [0.01], replicates=2)
+
+
+# -- thinning or clocks -----------------------------------------------------------------
+
+
+def test_method_option_chooses_how_events_are_drawn():
+    """ "auto" thins on this lattice (the hop rate dominates every voxel's rate);
+    each method can be forced; the two draw other random numbers (different
+    runs of one seed); a bad name is a SimulationError naming the option."""
+    runs = {}
+    for method in ("auto", "clocks", "thinning"):
+        sim, _ = _agreement_sim("molecules", 5, {"method": method})
+        engine = sim.make_engine()
+        assert engine.method == ("thinning" if method == "auto" else method)
+        engine.advance(0.05)
+        runs[method] = engine.totals()
+        if engine.method == "thinning":
+            assert 0 < engine.rejected_candidates < 0.5 * engine.total_events
+        else:
+            assert engine.rejected_candidates == 0
+    np.testing.assert_array_equal(runs["auto"], runs["thinning"])
+    assert not np.array_equal(runs["clocks"], runs["thinning"])
+    with pytest.raises(SimulationError, match="solver option 'method' = 'fast'"):
+        _agreement_sim("molecules", 5, {"method": "fast"})

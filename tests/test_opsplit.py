@@ -31,7 +31,7 @@ import pytest
 
 import redoxfield as rf
 
-from .conftest import needs_core
+from .conftest import assert_ensemble_is_one_by_one, needs_core
 from .test_validation_birth_death import MOLECULES_PER_UM_UM3, _check_mean_and_variance
 
 pytestmark = needs_core
@@ -250,18 +250,13 @@ def test_ensemble_totals_equal_one_by_one_runs(b1_model):
     par = rf.ensemble_totals(sim, times, replicates=[0, 3, 4], regions=True, threads=2)
     assert par.totals.shape == (3, 3, 3)
     assert par.region_totals is not None and par.region_totals.shape == (3, 3, 1, 3)
-    for k, rep in enumerate([0, 3, 4]):
+
+    def alone(rep: int):
         one = rf.Simulation(b1_model, sim.graph, seed=5, replicate=rep)
         one.set_counts(sim.counts)
-        eng = one.make_engine()
-        mask = np.asarray(sim.graph.regions["source"])
-        for j, t in enumerate(times):
-            eng.advance(float(t))
-            np.testing.assert_array_equal(par.totals[k, j], eng.totals())
-            np.testing.assert_array_equal(
-                par.region_totals[k, j, 0], eng.counts()[mask].sum(axis=0)
-            )
-        assert par.events[k] == eng.total_events
+        return one.make_engine()
+
+    assert_ensemble_is_one_by_one(par, alone, np.asarray(sim.graph.regions["source"]))
     single = rf.ensemble_totals(sim, times, replicates=[0, 3, 4], threads=1)
     np.testing.assert_array_equal(single.totals, par.totals)
     assert single.mean("H2O2").shape == (3,)

@@ -147,8 +147,9 @@ class NsmEngine:
         """(R,) firings per reaction."""
 
 class MoleculesEngine:
-    """Exact SSA with one next-event clock per molecule of the lone moving species
-    (next-reaction method over molecules; the same Markov chain as the NSM)."""
+    """Exact SSA over the molecules of the lone moving species, by one candidate
+    stream thinned per molecule or one next-event clock per molecule (``method``;
+    the same Markov chain as the NSM)."""
 
     def __init__(
         self,
@@ -171,9 +172,19 @@ class MoleculesEngine:
         schedule_times: NDArray[np.float64] | None = None,
         schedule_factors: NDArray[np.float64] | None = None,
         layout: NDArray[np.int64] | None = None,
+        method: str = "auto",
     ) -> None:
         """As ``NsmEngine``; also ValueError unless exactly one species moves and no
-        reaction has two molecules of it among its reactants. No checkpoints."""
+        reaction has two molecules of it among its reactants, or for a ``method``
+        other than "auto", "clocks" or "thinning". No checkpoints."""
+
+    @property
+    def method(self) -> str:
+        """The method in use, "clocks" or "thinning" (what "auto" chose)."""
+
+    @property
+    def rejected_candidates(self) -> int:
+        """Thinning candidates rejected so far (not events; 0 with clocks)."""
 
     @property
     def time(self) -> float:
@@ -342,6 +353,7 @@ def run_ensemble_totals(
     schedule_factors: NDArray[np.float64] | None = None,
     layout: NDArray[np.int64] | None = None,
     solver: str = "nsm",
+    method: str = "auto",
 ) -> tuple[NDArray[np.int64], NDArray[np.int64] | None, NDArray[np.uint64]]:
     """Exact replicates, with ``solver`` "nsm" or "molecules" (streams (seed, r)
     for r in ``replicates``) in parallel

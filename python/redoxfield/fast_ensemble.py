@@ -121,6 +121,7 @@ def ensemble_totals(
             regions=members if names else None,
             threads=int(threads),
             solver=sim.solver,
+            method=sim.solver_options.get("method", "auto"),
         )
     except ValueError as exc:
         raise SimulationError(str(exc)) from None

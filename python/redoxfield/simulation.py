@@ -55,9 +55,13 @@ SOLVERS = ("nsm", "molecules", "opsplit")
 #: Options each solver accepts in ``solver_options``.
 SOLVER_OPTIONS: dict[str, tuple[str, ...]] = {
     "nsm": (),
-    "molecules": (),
+    "molecules": ("method",),
     "opsplit": ("tolerance", "tau", "threads"),
 }
+#: How the molecules solver draws events (solver option ``method``): "thinning"
+#: (one candidate stream thinned per molecule), "clocks" (one clock per molecule)
+#: or "auto" (thinning when most candidates would be accepted at the start).
+MOLECULES_METHODS = ("auto", "clocks", "thinning")
 #: In-memory results larger than this many bytes of raw counts are refused.
 MAX_IN_MEMORY_BYTES = 8 * 2**30
 #: Default wall time between two checkpoints of a run into its file, seconds.
@@ -166,6 +170,13 @@ def check_solver_options(solver: str, options: Mapping[str, Any] | None) -> dict
             out[key] = x
         elif key == "threads":
             out[key] = _check_int(value, "solver option 'threads'", 0, 1024)
+        elif key == "method":
+            if value not in MOLECULES_METHODS:
+                raise SimulationError(
+                    f"solver option 'method' = {value!r} must be one of "
+                    f"{', '.join(map(repr, MOLECULES_METHODS))}"
+                )
+            out[key] = value
     return out
 
 
@@ -208,7 +219,9 @@ class Simulation:
     ``seed`` and ``replicate`` (integers in 0..2**64-1) select the random stream.
     ``solver``: ``"nsm"`` (exact, default), ``"molecules"`` (exact, one clock per
     molecule of the lone moving species: faster where exactly one species moves and
-    no reaction takes two of it, SimulationError otherwise) or ``"opsplit"``
+    no reaction takes two of it, SimulationError otherwise; ``solver_options``:
+    ``method``, one of ``"auto"`` (default), ``"thinning"``, ``"clocks"``, the
+    same statistics) or ``"opsplit"``
     (approximate, multithreaded); ``solver_options`` for ``"opsplit"``: ``tolerance`` (largest
     per-molecule reaction probability per step, default 0.01), ``tau`` (a fixed
     largest step, s) and ``threads`` (0: one per core). The opsplit trajectory for
@@ -516,7 +529,7 @@ class Simulation:
         if self.solver == "opsplit":
             return core.OpSplitEngine(**kwargs, **self.solver_options)
         if self.solver == "molecules":
-            return core.MoleculesEngine(**kwargs)
+            return core.MoleculesEngine(**kwargs, **self.solver_options)
         return core.NsmEngine(**kwargs)
 
     def run(

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 
 use crate::error::{invalid, CoreError};
-use crate::molecules::Molecules;
+use crate::molecules::{Molecules, MoleculesMethod};
 use crate::nsm::{Advance, Nsm};
 use crate::problem::Problem;
 
@@ -21,12 +21,17 @@ use crate::problem::Problem;
 pub enum ExactSolver {
     #[default]
     Nsm,
-    Molecules,
+    Molecules(MoleculesMethod),
 }
 
 /// What the ensemble needs of an exact solver.
 trait Replicate: Sized {
-    fn start(problem: &Problem, seed: u64, replicate: u64) -> Result<Self, CoreError>;
+    fn start(
+        problem: &Problem,
+        seed: u64,
+        replicate: u64,
+        solver: ExactSolver,
+    ) -> Result<Self, CoreError>;
     fn advance(&mut self, t_stop: f64, max_events: u64) -> Result<Advance, CoreError>;
     fn totals(&self) -> Vec<u64>;
     fn counts_into(&self, out: &mut [u32]);
@@ -34,10 +39,15 @@ trait Replicate: Sized {
 }
 
 macro_rules! replicate_impl {
-    ($t:ty) => {
+    ($t:ty, $start:expr) => {
         impl Replicate for $t {
-            fn start(problem: &Problem, seed: u64, replicate: u64) -> Result<Self, CoreError> {
-                <$t>::new(problem, seed, replicate)
+            fn start(
+                problem: &Problem,
+                seed: u64,
+                replicate: u64,
+                solver: ExactSolver,
+            ) -> Result<Self, CoreError> {
+                $start(problem, seed, replicate, solver)
             }
             fn advance(&mut self, t_stop: f64, max_events: u64) -> Result<Advance, CoreError> {
                 <$t>::advance(self, t_stop, max_events)
@@ -54,8 +64,11 @@ macro_rules! replicate_impl {
         }
     };
 }
-replicate_impl!(Nsm);
-replicate_impl!(Molecules);
+replicate_impl!(Nsm, |p, seed, rep, _| Nsm::new(p, seed, rep));
+replicate_impl!(Molecules, |p, seed, rep, solver| match solver {
+    ExactSolver::Molecules(method) => Molecules::with_method(p, seed, rep, method),
+    ExactSolver::Nsm => Molecules::new(p, seed, rep),
+});
 
 /// Samples of an ensemble.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -118,16 +131,20 @@ pub fn ensemble_totals(
     match solver {
         ExactSolver::Nsm => Nsm::new(problem, seed, first)?.check_propensity_bound()?,
         // Its constructor refuses what it cannot run (before any thread starts).
-        ExactSolver::Molecules => drop(Molecules::new(problem, seed, first)?),
+        ExactSolver::Molecules(method) => {
+            drop(Molecules::with_method(problem, seed, first, method)?)
+        }
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .map_err(|e| CoreError::InvalidInput(format!("cannot start worker threads: {e}")))?;
     let results: Vec<_> = pool.install(|| match solver {
-        ExactSolver::Nsm => run_all::<Nsm>(problem, seed, replicates, times, regions, cancel),
-        ExactSolver::Molecules => {
-            run_all::<Molecules>(problem, seed, replicates, times, regions, cancel)
+        ExactSolver::Nsm => {
+            run_all::<Nsm>(problem, seed, replicates, times, regions, solver, cancel)
+        }
+        ExactSolver::Molecules(_) => {
+            run_all::<Molecules>(problem, seed, replicates, times, regions, solver, cancel)
         }
     });
     let mut out = EnsembleOutput::default();
@@ -152,12 +169,13 @@ fn run_all<R: Replicate>(
     replicates: &[u64],
     times: &[f64],
     regions: &[Vec<u32>],
+    solver: ExactSolver,
     cancel: &AtomicBool,
 ) -> Vec<Result<Option<Samples>, CoreError>> {
     let (n, s) = (problem.n_subvolumes(), problem.n_species);
     let (n_t, n_g) = (times.len(), regions.len());
     let one = |rep: u64| -> Result<Option<Samples>, CoreError> {
-        let mut solver = R::start(problem, seed, rep)?;
+        let mut one = R::start(problem, seed, rep, solver)?;
         let mut totals = Vec::with_capacity(n_t * s);
         let mut by_region = Vec::with_capacity(n_t * n_g * s);
         let mut counts = vec![0u32; n * s];
@@ -166,13 +184,13 @@ fn run_all<R: Replicate>(
                 if cancel.load(Ordering::Relaxed) {
                     return Ok(None);
                 }
-                if solver.advance(t, EVENTS_PER_SLICE)? == Advance::Reached {
+                if one.advance(t, EVENTS_PER_SLICE)? == Advance::Reached {
                     break;
                 }
             }
-            totals.extend(solver.totals());
+            totals.extend(one.totals());
             if n_g > 0 {
-                solver.counts_into(&mut counts);
+                one.counts_into(&mut counts);
                 for members in regions {
                     let mut acc = vec![0u64; s];
                     for &i in members {
@@ -185,7 +203,7 @@ fn run_all<R: Replicate>(
                 }
             }
         }
-        Ok(Some((totals, by_region, solver.total_events())))
+        Ok(Some((totals, by_region, one.total_events())))
     };
     replicates.par_iter().map(|&r| one(r)).collect()
 }
@@ -239,7 +257,7 @@ mod tests {
             .unwrap()
             .unwrap();
         for (k, &rep) in reps.iter().enumerate() {
-            let mut one = R::start(p, 11, rep).unwrap();
+            let mut one = R::start(p, 11, rep, solver).unwrap();
             for (j, &t) in times.iter().enumerate() {
                 one.advance(t, u64::MAX).unwrap();
                 let off = (k * times.len() + j) * 2;
@@ -267,7 +285,9 @@ mod tests {
     #[test]
     fn same_as_one_by_one() {
         check_same_as_one_by_one::<Nsm>(&problem(true), ExactSolver::Nsm);
-        check_same_as_one_by_one::<Molecules>(&problem(false), ExactSolver::Molecules);
+        for method in [MoleculesMethod::Clocks, MoleculesMethod::Thinning] {
+            check_same_as_one_by_one::<Molecules>(&problem(false), ExactSolver::Molecules(method));
+        }
     }
 
     #[test]
@@ -280,7 +300,7 @@ mod tests {
             &[1.0],
             &[],
             2,
-            ExactSolver::Molecules,
+            ExactSolver::Molecules(MoleculesMethod::Auto),
             &cancel,
         )
         .unwrap_err();

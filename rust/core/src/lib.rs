@@ -20,7 +20,7 @@ pub mod rng;
 
 pub use ensemble::{ensemble_totals, EnsembleOutput, ExactSolver};
 pub use error::CoreError;
-pub use molecules::Molecules;
+pub use molecules::{Molecules, MoleculesMethod};
 pub use nsm::{Advance, Nsm};
 pub use opsplit::{OpSplit, OpSplitOptions};
 pub use problem::{Problem, RateSchedule, Reaction, SubvolumeGraph};

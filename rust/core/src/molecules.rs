@@ -24,6 +24,20 @@
 //! immobile counts of a subvolume, the clocks of the molecules in it are
 //! rescaled (Gibson & Bruck); each subvolume keeps a list of its molecules
 //! for that. docs/performance.md has the measurements.
+//!
+//! Thinning (`MoleculesMethod::Thinning`): when every subvolume's molecule
+//! rate is close to the largest one (B1's lattice: the hop rate dominates
+//! and differs only at the walls), the clocks are replaced by one Poisson
+//! stream of candidate events at rate N · B, with B >= every subvolume's
+//! molecule rate at all times; a candidate picks a molecule uniformly and
+//! is accepted with probability r_i / B (thinning, Lewis & Shedler 1979; the
+//! rejection-based SSA of Thanh et al. 2014 over molecules). Exact again: the
+//! accepted candidates of molecule i form a Poisson stream of rate r_i given
+//! the state. Nothing is rescaled when counts change (a rate is read when a
+//! candidate needs it), so there are no clocks, no calendar and no lists;
+//! B is raised whenever a reaction raises a subvolume's rate, recomputed at
+//! rate switches. `Auto` takes it when the mean subvolume rate is at least
+//! `THINNING_MIN_ACCEPTANCE` of B at the start.
 
 use crate::calendar::{CalendarQueue, Store, IN_HEAP};
 use crate::error::{invalid, CoreError};
@@ -38,6 +52,23 @@ use crate::rng::Stream;
 use std::collections::HashMap;
 
 const NIL: u32 = u32::MAX;
+
+/// How the molecules' events are drawn; both are exact and give the same
+/// statistics (not the same random numbers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MoleculesMethod {
+    /// Thinning when the start state's mean acceptance is high enough, else clocks.
+    #[default]
+    Auto,
+    /// One next-event clock per molecule in a calendar queue.
+    Clocks,
+    /// One candidate stream at rate N · B, thinned per molecule.
+    Thinning,
+}
+
+/// `Auto` thins when the mean over subvolumes of rate / B is at least this
+/// (each rejected candidate costs about a third of an event).
+const THINNING_MIN_ACCEPTANCE: f64 = 0.75;
 /// Stands for "no partner species" in a channel (order-1 reactions).
 const NONE: u32 = u32::MAX;
 /// Molecule slots of a new solver at least (grown by doubling).
@@ -245,6 +276,15 @@ pub struct Molecules {
     reaction_events: Vec<u64>,
     total_events: u64,
     external: StorageMap,
+    /// Thinning instead of clocks (see the module documentation).
+    thinning: bool,
+    /// Thinning: a bound on every subvolume's molecule rate, and the stored
+    /// subvolume of each molecule, densely (no slots, lists or clocks; a
+    /// molecule that reacts away is replaced by the last one).
+    bound: f64,
+    live: Vec<u32>,
+    /// Thinning: rejected candidates so far.
+    rejected: u64,
 }
 
 impl Molecules {
@@ -252,9 +292,19 @@ impl Molecules {
     /// in which not exactly one species moves or a reaction takes two
     /// molecules of the moving species.
     pub fn new(problem: &Problem, seed: u64, replicate: u64) -> Result<Self, CoreError> {
+        Self::with_method(problem, seed, replicate, MoleculesMethod::Auto)
+    }
+
+    /// As `new`, with the way events are drawn chosen by the caller.
+    pub fn with_method(
+        problem: &Problem,
+        seed: u64,
+        replicate: u64,
+        method: MoleculesMethod,
+    ) -> Result<Self, CoreError> {
         problem.validate()?;
         let (stored, external) = problem.stored();
-        Self::build(&stored, external, seed, replicate)
+        Self::build(&stored, external, seed, replicate, method)
     }
 
     fn build(
@@ -262,6 +312,7 @@ impl Molecules {
         external: StorageMap,
         seed: u64,
         replicate: u64,
+        method: MoleculesMethod,
     ) -> Result<Self, CoreError> {
         let s = problem.n_species;
         let n = problem.n_subvolumes();
@@ -419,6 +470,10 @@ impl Molecules {
             reaction_events: vec![0; n_reactions],
             total_events: 0,
             external,
+            thinning: false,
+            bound: 0.0,
+            live: Vec::new(),
+            rejected: 0,
         };
         solver.factors = solver.schedule.factors_at(0.0, n_reactions);
         solver.set_channels(n_classes);
@@ -438,6 +493,15 @@ impl Molecules {
         for i in 0..n {
             solver.vox[i].inv_rate = 1.0 / solver.molecule_rate(i);
         }
+        solver.bound = solver.largest_rate();
+        solver.thinning = match method {
+            MoleculesMethod::Clocks => false,
+            MoleculesMethod::Thinning => true,
+            MoleculesMethod::Auto => {
+                let mean = (0..n).map(|i| solver.rate(i)).sum::<f64>() / n.max(1) as f64;
+                solver.bound > 0.0 && mean >= THINNING_MIN_ACCEPTANCE * solver.bound
+            }
+        };
         // The molecules of M, in subvolume order, each with its clock.
         let initial: usize = (0..n)
             .map(|i| solver.counts[i * s + m] as usize)
@@ -448,10 +512,20 @@ impl Molecules {
                  species {m}, but the initial counts have {initial} (use the nsm solver)"
             ));
         }
+        if solver.thinning {
+            solver.live.reserve(initial);
+            for i in 0..n {
+                let k = std::mem::take(&mut solver.counts[i * s + m]);
+                solver
+                    .live
+                    .extend(std::iter::repeat_n(i as u32, k as usize));
+            }
+        }
         let capacity = (SLOTS_PER_MOLECULE * initial)
             .min(ROOMY_CAPACITY)
             .max(initial + initial / 4)
             .clamp(MIN_CAPACITY, MAX_MOLECULES);
+        let capacity = if solver.thinning { 0 } else { capacity };
         solver.mols = Mols(vec![FREE_MOL; capacity]);
         solver.free = (0..capacity as u32).rev().collect();
         let mut total_rate = 0.0;
@@ -481,8 +555,15 @@ impl Molecules {
             })
             .collect();
         solver.static_queue = EventQueue::build(&static_times);
-        solver.queue = CalendarQueue::build_with_rate(capacity, &mut solver.mols, total_rate);
+        if !solver.thinning {
+            solver.queue = CalendarQueue::build_with_rate(capacity, &mut solver.mols, total_rate);
+        }
         Ok(solver)
+    }
+
+    /// The largest molecule rate over the subvolumes (the thinning bound).
+    fn largest_rate(&self) -> f64 {
+        (0..self.n).map(|i| self.rate(i)).fold(0.0, f64::max)
     }
 
     /// The channels of every rate class, with the factors in force.
@@ -667,8 +748,23 @@ impl Molecules {
     pub fn reaction_events(&self) -> &[u64] {
         &self.reaction_events
     }
+    /// How events are drawn (`Clocks` or `Thinning`; `Auto` has chosen).
+    pub fn method(&self) -> MoleculesMethod {
+        if self.thinning {
+            MoleculesMethod::Thinning
+        } else {
+            MoleculesMethod::Clocks
+        }
+    }
+    /// Thinning: candidates rejected so far (0 with clocks).
+    pub fn rejected_candidates(&self) -> u64 {
+        self.rejected
+    }
     /// Molecules of the moving species now.
     pub fn n_molecules(&self) -> usize {
+        if self.thinning {
+            return self.live.len();
+        }
         self.mols.0.len() - self.free.len()
     }
 
@@ -689,6 +785,9 @@ impl Molecules {
         }
         for mol in self.mols.0.iter().filter(|m| m.voxel != NIL) {
             out[self.external.caller(mol.voxel as usize) * s + self.mobile] += 1;
+        }
+        for &v in &self.live {
+            out[self.external.caller(v as usize) * s + self.mobile] += 1;
         }
     }
 
@@ -714,6 +813,7 @@ impl Molecules {
             + self.edge_cum.capacity() * 8
             + self.mols.0.capacity() * size_of::<Mol>()
             + self.free.capacity() * 4
+            + self.live.capacity() * 4
             + self.queue.bytes()
             + self.n * EventQueue::bytes_per_entry();
         bytes as f64 / self.n as f64
@@ -750,7 +850,12 @@ impl Molecules {
             let r = self.molecule_rate(i);
             self.vox[i].inv_rate = 1.0 / r;
         }
-        for id in 0..self.mols.0.len() {
+        if self.thinning {
+            // No clocks to rescale: candidates read the new rates.
+            self.bound = self.largest_rate();
+        }
+        let clocks = if self.thinning { 0 } else { self.mols.0.len() };
+        for id in 0..clocks {
             let v = self.mols.0[id].voxel;
             if v == NIL {
                 continue;
@@ -760,7 +865,9 @@ impl Molecules {
                 self.mols.0[id].time = self.rescaled(ts, self.mols.0[id].time, a_old, a_new);
             }
         }
-        self.rebuild_queue();
+        if !self.thinning {
+            self.rebuild_queue();
+        }
         for (i, &a_old) in old_static.iter().enumerate() {
             let a_new = self.static_propensity(i);
             if a_new != a_old {
@@ -773,6 +880,9 @@ impl Molecules {
     /// Fire every event with time <= t_stop (at most `max_events`):
     /// (outcome, events fired). Reaching t_stop sets the time to it.
     fn run_events(&mut self, t_stop: f64, max_events: u64) -> Result<(Advance, u64), CoreError> {
+        if self.thinning {
+            return self.run_thinned(t_stop, max_events);
+        }
         let mut fired = 0u64;
         // A finite bound, so that one compare also stops at "no next event".
         let bound = t_stop.min(f64::MAX);
@@ -804,6 +914,105 @@ impl Molecules {
             self.total_events += 1;
             self.queue.note_event(&mut self.mols, t);
         }
+    }
+
+    /// `run_events` by thinning: candidates at rate N · B merged with the
+    /// static clocks. A pause comes before a draw, so that the random
+    /// numbers, and the trajectory, do not depend on the budgets; rejected
+    /// candidates count towards a budget of their own (the same size).
+    fn run_thinned(&mut self, t_stop: f64, max_events: u64) -> Result<(Advance, u64), CoreError> {
+        let mut fired = 0u64;
+        let mut rejected = 0u64;
+        let bound = t_stop.min(f64::MAX);
+        let (mut ts, mut is) = self.static_queue.peek();
+        let mut t = self.time;
+        loop {
+            if fired >= max_events || rejected >= max_events {
+                return Ok((Advance::Paused, fired));
+            }
+            let total = self.live.len() as f64 * self.bound;
+            let tc = if total > 0.0 {
+                first_time(t, self.rng.exp1(), total)
+            } else {
+                f64::INFINITY
+            };
+            let next = tc.min(ts);
+            if next > bound {
+                self.time = t_stop;
+                return Ok((Advance::Reached, fired));
+            }
+            t = next;
+            self.time = t;
+            let static_moved = if tc <= ts {
+                match self.candidate(t)? {
+                    None => {
+                        rejected += 1;
+                        self.rejected += 1;
+                        continue;
+                    }
+                    Some(moved) => moved,
+                }
+            } else {
+                self.static_event(t, is)?;
+                true
+            };
+            if static_moved {
+                (ts, is) = self.static_queue.peek();
+            }
+            fired += 1;
+            self.total_events += 1;
+        }
+    }
+
+    /// A thinning candidate at t: a molecule drawn uniformly, accepted with
+    /// probability rate / B, then a hop or one of its reactions as with a
+    /// clock. None when rejected; Some(true) when the static queue may have
+    /// changed.
+    #[inline(always)]
+    fn candidate(&mut self, t: f64) -> Result<Option<bool>, CoreError> {
+        let n_live = self.live.len();
+        debug_assert!(n_live > 0);
+        let pick = ((self.rng.uniform() * n_live as f64) as usize).min(n_live - 1);
+        // SAFETY: pick < live.len(); a live molecule's subvolume is stored,
+        // its site a valid index, and a site's edges lie in the edge arrays
+        // and lead to stored subvolumes.
+        let v = unsafe { *self.live.get_unchecked(pick) } as usize;
+        debug_assert!(v < self.n);
+        let vox = unsafe { *self.vox.get_unchecked(v) };
+        // u uniform on [0, B); accepted iff u < rate, i.e. u / rate < 1
+        // (inv_rate is +inf for rate 0: never accepted).
+        let u = self.rng.uniform() * self.bound;
+        if u * vox.inv_rate >= 1.0 {
+            return Ok(None);
+        }
+        let site = unsafe { self.sites.get_unchecked(vox.site as usize) };
+        if u >= site.hop {
+            self.fast_reaction(t, pick, v, u - site.hop)?;
+            return Ok(Some(true));
+        }
+        let j = self.hop_target(site, v, u);
+        unsafe { *self.live.get_unchecked_mut(pick) = j as u32 };
+        self.hops += 1;
+        Ok(Some(false))
+    }
+
+    /// The subvolume a hop from v through `site` goes to, for u uniform on
+    /// [0, site.hop).
+    #[inline(always)]
+    fn hop_target(&self, site: &HopSite, v: usize, u: f64) -> usize {
+        let (start, end) = (site.edge_start as usize, site.edge_end as usize);
+        let k = if site.inv_w > 0.0 {
+            // SAFETY: 0 <= u < hop = n_edges * w (finite), so u * inv_w is
+            // finite, >= 0 and at most n_edges plus a rounding step.
+            (unsafe { (u * site.inv_w).to_int_unchecked::<u32>() } as usize).min(end - start - 1)
+        } else {
+            let cum = unsafe { self.edge_cum.get_unchecked(start..end) };
+            cum.iter().position(|&c| u < c).unwrap_or(end - start - 1)
+        };
+        let j =
+            (v as isize + unsafe { *self.edge_delta.get_unchecked(start + k) } as isize) as usize;
+        debug_assert!(j < self.n);
+        j
     }
 
     /// Bring the subvolume entries a hop of the likely next molecule reads
@@ -846,18 +1055,7 @@ impl Molecules {
             self.fast_reaction(t, id, v, u - site.hop)?;
             return Ok(true);
         }
-        let (start, end) = (site.edge_start as usize, site.edge_end as usize);
-        let k = if site.inv_w > 0.0 {
-            // SAFETY: 0 <= u < hop = n_edges * w (finite), so u * inv_w is
-            // finite, >= 0 and at most n_edges plus a rounding step.
-            (unsafe { (u * site.inv_w).to_int_unchecked::<u32>() } as usize).min(end - start - 1)
-        } else {
-            let cum = unsafe { self.edge_cum.get_unchecked(start..end) };
-            cum.iter().position(|&c| u < c).unwrap_or(end - start - 1)
-        };
-        let j =
-            (v as isize + unsafe { *self.edge_delta.get_unchecked(start + k) } as isize) as usize;
-        debug_assert!(j < self.n);
+        let j = self.hop_target(site, v, u);
         self.unlink(id);
         self.link(id, j);
         let inv = unsafe { self.vox.get_unchecked(j).inv_rate };
@@ -878,6 +1076,9 @@ impl Molecules {
         let Some(r) = chosen else {
             // Cannot happen (the rate would be the hop rate alone, and u
             // below it); redraw the clock rather than fire anything.
+            if self.thinning {
+                return Ok(());
+            }
             let next = first_time(t, self.rng.exp1(), self.rate(v));
             self.queue.update_finite(&mut self.mols, id, next);
             return Ok(());
@@ -888,10 +1089,15 @@ impl Molecules {
         } else {
             0.0
         };
-        self.unlink(id);
-        self.mols.0[id].voxel = NIL;
-        self.queue.update_idle(&mut self.mols, id);
-        self.free.push(id as u32);
+        if self.thinning {
+            // id is the molecule's index in `live`.
+            self.live.swap_remove(id);
+        } else {
+            self.unlink(id);
+            self.mols.0[id].voxel = NIL;
+            self.queue.update_idle(&mut self.mols, id);
+            self.free.push(id as u32);
+        }
         self.apply(t, v, r, static_before);
         Ok(())
     }
@@ -963,7 +1169,10 @@ impl Molecules {
             let old = self.rate(v);
             let new = self.molecule_rate(v);
             self.vox[v].inv_rate = 1.0 / new;
-            if new != old {
+            if self.thinning {
+                // Candidates read the new rate; only the bound must hold.
+                self.bound = self.bound.max(new);
+            } else if new != old {
                 let mut k = self.vox[v].head;
                 while k != NIL {
                     let id = k as usize;
@@ -979,6 +1188,12 @@ impl Molecules {
                 let next = self.rescaled(t, self.static_queue.time_of(v), static_before, a_new);
                 self.static_queue.update(v, next);
             }
+        }
+        if self.thinning {
+            self.live
+                .extend(std::iter::repeat_n(v as u32, made as usize));
+            self.reaction_events[r] += 1;
+            return;
         }
         for _ in 0..made {
             let cap = self.mols.0.len();
@@ -1100,8 +1315,17 @@ mod tests {
         }
     }
 
-    fn run_molecules(p: &Problem, seed: u64, t: f64) -> Molecules {
-        let mut m = Molecules::new(p, seed, 0).unwrap();
+    /// Both ways of drawing the molecules' events; every test below runs each.
+    const METHODS: [MoleculesMethod; 2] = [MoleculesMethod::Clocks, MoleculesMethod::Thinning];
+
+    fn solver(p: &Problem, seed: u64, method: MoleculesMethod) -> Molecules {
+        let m = Molecules::with_method(p, seed, 0, method).unwrap();
+        assert_eq!(m.method(), method);
+        m
+    }
+
+    fn run_molecules(p: &Problem, seed: u64, t: f64, method: MoleculesMethod) -> Molecules {
+        let mut m = solver(p, seed, method);
         assert_eq!(m.advance(t, u64::MAX).unwrap(), Advance::Reached);
         m
     }
@@ -1119,7 +1343,9 @@ mod tests {
     /// standard errors of the difference (with a rate switch in the run).
     #[test]
     fn agrees_with_the_nsm_in_distribution() {
-        agrees_with_the_nsm(&mixed_problem(), 1.2);
+        for method in METHODS {
+            agrees_with_the_nsm(&mixed_problem(), 1.2, method);
+        }
     }
 
     /// As above where reactions outpace hops (D 100x smaller, several A per
@@ -1133,15 +1359,17 @@ mod tests {
         for (i, c) in p.initial_counts.chunks_exact_mut(3).enumerate() {
             c[0] = 4 + (i % 3) as u32;
         }
-        agrees_with_the_nsm(&p, 0.8);
+        for method in METHODS {
+            agrees_with_the_nsm(&p, 0.8, method);
+        }
     }
 
-    fn agrees_with_the_nsm(p: &Problem, t: f64) {
+    fn agrees_with_the_nsm(p: &Problem, t: f64, method: MoleculesMethod) {
         let reps = 300u64;
         let mut a: Vec<Vec<f64>> = vec![Vec::new(); 3 + 1 + 5];
         let mut b = a.clone();
         for seed in 0..reps {
-            let m = run_molecules(p, seed, t);
+            let m = run_molecules(p, seed, t, method);
             let mut nsm = Nsm::new(p, seed + 10_000, 0).unwrap();
             assert_eq!(nsm.advance(t, u64::MAX).unwrap(), Advance::Reached);
             let row_m: Vec<f64> = m
@@ -1169,7 +1397,7 @@ mod tests {
             let z = (ma - mb) / (sa * sa + sb * sb).sqrt().max(1e-12);
             assert!(
                 z.abs() < 4.5,
-                "quantity {k}: molecules {ma} vs nsm {mb}, z = {z}"
+                "{method:?}, quantity {k}: molecules {ma} vs nsm {mb}, z = {z}"
             );
         }
     }
@@ -1197,24 +1425,26 @@ mod tests {
             layout: Vec::new(),
         };
         let pr = (-2.0f64 * 0.7).exp();
-        let mut left = Vec::new();
-        for seed in 0..40 {
-            let m = run_molecules(&p, seed, 1.0);
-            let mid = {
-                let mut m2 = Molecules::new(&p, seed, 0).unwrap();
-                m2.advance(0.29, u64::MAX).unwrap();
-                m2.totals()[0]
-            };
-            assert_eq!(mid, total as u64, "no decay before the switch");
-            left.push(m.totals()[0] as f64);
+        for method in METHODS {
+            let mut left = Vec::new();
+            for seed in 0..40 {
+                let m = run_molecules(&p, seed, 1.0, method);
+                let mid = {
+                    let mut m2 = solver(&p, seed, method);
+                    m2.advance(0.29, u64::MAX).unwrap();
+                    m2.totals()[0]
+                };
+                assert_eq!(mid, total as u64, "no decay before the switch");
+                left.push(m.totals()[0] as f64);
+            }
+            let (mean, _) = mean_se(&left);
+            let expect = total as f64 * pr;
+            let se = (total as f64 * pr * (1.0 - pr) / left.len() as f64).sqrt();
+            assert!(
+                ((mean - expect) / se).abs() < 4.0,
+                "{method:?}: mean survivors {mean}, expected {expect} (se {se})"
+            );
         }
-        let (mean, _) = mean_se(&left);
-        let expect = total as f64 * pr;
-        let se = (total as f64 * pr * (1.0 - pr) / left.len() as f64).sqrt();
-        assert!(
-            ((mean - expect) / se).abs() < 4.0,
-            "mean survivors {mean}, expected {expect} (se {se})"
-        );
     }
 
     /// A rate switch that speeds clocks up: 100 A in one voxel (D > 0, no
@@ -1244,24 +1474,32 @@ mod tests {
             },
             layout: Vec::new(),
         };
-        let fired: Vec<f64> = (0..2000)
-            .map(|seed| run_molecules(&p, seed, 0.3).reaction_events()[0] as f64)
-            .collect();
-        let (mean, se) = mean_se(&fired);
-        let expect = 100.0 * (1.0 - (-1.2f64).exp());
-        assert!(
-            ((mean - expect) / se).abs() < 4.0,
-            "mean decays {mean}, expected {expect} (se {se})"
-        );
+        for method in METHODS {
+            let fired: Vec<f64> = (0..2000)
+                .map(|seed| run_molecules(&p, seed, 0.3, method).reaction_events()[0] as f64)
+                .collect();
+            let (mean, se) = mean_se(&fired);
+            let expect = 100.0 * (1.0 - (-1.2f64).exp());
+            assert!(
+                ((mean - expect) / se).abs() < 4.0,
+                "{method:?}: mean decays {mean}, expected {expect} (se {se})"
+            );
+        }
     }
 
     /// Slicing a run by event budgets changes nothing, and the same seed
     /// gives bitwise the same run; another seed another one.
     #[test]
     fn budgets_and_seeds() {
+        for method in METHODS {
+            budgets_and_seeds_with(method);
+        }
+    }
+
+    fn budgets_and_seeds_with(method: MoleculesMethod) {
         let p = mixed_problem();
-        let whole = run_molecules(&p, 7, 1.5);
-        let mut sliced = Molecules::new(&p, 7, 0).unwrap();
+        let whole = run_molecules(&p, 7, 1.5, method);
+        let mut sliced = solver(&p, 7, method);
         let mut pauses = 0;
         while sliced.advance(1.5, 37).unwrap() == Advance::Paused {
             pauses += 1;
@@ -1271,7 +1509,7 @@ mod tests {
         assert_eq!(whole.reaction_events(), sliced.reaction_events());
         assert_eq!(whole.diffusion_events(), sliced.diffusion_events());
         assert_eq!(whole.time(), 1.5);
-        let other = run_molecules(&p, 8, 1.5);
+        let other = run_molecules(&p, 8, 1.5, method);
         assert_ne!(whole.counts(), other.counts());
         // The totals are the counts' sums, and B + C is conserved.
         let c = whole.counts();
@@ -1300,14 +1538,16 @@ mod tests {
         let n = p.n_subvolumes();
         p.layout = crate::problem::shuffled_layout(n, 99);
         let twin = p.in_layout_order();
-        let a = run_molecules(&p, 3, 1.0);
-        let b = run_molecules(&twin, 3, 1.0);
-        let (ca, cb) = (a.counts(), b.counts());
-        for (k, &i) in p.layout.iter().enumerate() {
-            let i = i as usize;
-            assert_eq!(ca[i * 3..i * 3 + 3], cb[k * 3..k * 3 + 3]);
+        for method in METHODS {
+            let a = run_molecules(&p, 3, 1.0, method);
+            let b = run_molecules(&twin, 3, 1.0, method);
+            let (ca, cb) = (a.counts(), b.counts());
+            for (k, &i) in p.layout.iter().enumerate() {
+                let i = i as usize;
+                assert_eq!(ca[i * 3..i * 3 + 3], cb[k * 3..k * 3 + 3]);
+            }
+            assert_eq!(a.reaction_events(), b.reaction_events());
         }
-        assert_eq!(a.reaction_events(), b.reaction_events());
     }
 
     /// Tens of thousands of births grow the molecule slots (and rebuild the
@@ -1327,18 +1567,81 @@ mod tests {
             schedule: RateSchedule::default(),
             layout: Vec::new(),
         };
-        let mut m = Molecules::new(&p, 1, 0).unwrap();
-        m.advance(0.5, u64::MAX).unwrap();
-        let births = m.reaction_events()[0];
-        assert!(births > 60_000, "{births}");
-        assert_eq!(m.totals()[0], births);
-        assert_eq!(m.counts().iter().map(|&c| c as u64).sum::<u64>(), births);
-        assert!(m.mols.0.len() >= births as usize);
-        // Slicing across the growths gives the same run.
-        let mut s = Molecules::new(&p, 1, 0).unwrap();
-        while s.advance(0.5, 1001).unwrap() == Advance::Paused {}
-        assert_eq!(s.counts(), m.counts());
-        assert!(m.diffusion_events()[0] > 0);
+        for method in METHODS {
+            let mut m = solver(&p, 1, method);
+            m.advance(0.5, u64::MAX).unwrap();
+            let births = m.reaction_events()[0];
+            assert!(births > 60_000, "{births}");
+            assert_eq!(m.totals()[0], births);
+            assert_eq!(m.counts().iter().map(|&c| c as u64).sum::<u64>(), births);
+            if method == MoleculesMethod::Clocks {
+                assert!(m.mols.0.len() >= births as usize);
+            }
+            // Slicing across the growths gives the same run.
+            let mut s = solver(&p, 1, method);
+            while s.advance(0.5, 1001).unwrap() == Advance::Paused {}
+            assert_eq!(s.counts(), m.counts());
+            assert!(m.diffusion_events()[0] > 0);
+        }
+    }
+
+    /// A partner made while the run goes: 200 A in one closed voxel (D > 0,
+    /// no edges: no hops), B born at kb = 10 /s, A + B -> B at c = 0.5 /s.
+    /// Given B's path each A survives to T = 1 s with exp(-c ∫B dt), so the
+    /// mean survivors are 200 exp(-kb (T - (1 - e^(-cT)) / c)) = 23.7; 400
+    /// replicates, 4 se. Thinning starts with B = 0 and a bound of 0: only
+    /// raising the bound as B is born lets any A react.
+    #[test]
+    fn rates_that_rise_during_the_run() {
+        let p = Problem {
+            n_species: 2,
+            graph: crate::problem::SubvolumeGraph {
+                volumes: vec![1.0],
+                edge_offsets: vec![0, 0],
+                ..Default::default()
+            },
+            transport_coefficients: vec![1.0, 0.0],
+            reactions: vec![rx(vec![], vec![1]), rx(vec![0, 1], vec![1])],
+            rate_class: vec![0],
+            rate_constants: vec![10.0, 0.5],
+            initial_counts: vec![200, 0],
+            schedule: RateSchedule::default(),
+            layout: Vec::new(),
+        };
+        let (kb, c, t) = (10.0f64, 0.5f64, 1.0f64);
+        let expect = 200.0 * (-kb * (t - (1.0 - (-c * t).exp()) / c)).exp();
+        for method in METHODS {
+            let left: Vec<f64> = (0..400)
+                .map(|seed| run_molecules(&p, seed, t, method).totals()[0] as f64)
+                .collect();
+            let (mean, se) = mean_se(&left);
+            assert!(
+                ((mean - expect) / se).abs() < 4.0,
+                "{method:?}: mean survivors {mean}, expected {expect} (se {se})"
+            );
+        }
+    }
+
+    /// `Auto` thins where nearly every candidate counts (hops dominate on a
+    /// lattice: only the walls lower the rate) and keeps clocks where the
+    /// rates differ widely (a hot spot of the partner in one subvolume).
+    #[test]
+    fn auto_thins_only_when_most_candidates_count() {
+        let p = mixed_problem();
+        let m = Molecules::new(&p, 1, 0).unwrap();
+        assert_eq!(m.method(), MoleculesMethod::Thinning);
+        let mut hotspot = mixed_problem();
+        hotspot.initial_counts[1] = 1000; // B in subvolume 0: A reacts 200x faster there
+        let m = Molecules::new(&hotspot, 1, 0).unwrap();
+        assert_eq!(m.method(), MoleculesMethod::Clocks);
+        let mut run = Molecules::new(&p, 1, 0).unwrap();
+        run.advance(1.0, u64::MAX).unwrap();
+        let rejected = run.rejected_candidates() as f64;
+        let accepted = run.total_events() as f64;
+        assert!(
+            rejected > 0.0 && rejected < 0.5 * accepted,
+            "{rejected} vs {accepted}"
+        );
     }
 
     #[test]
@@ -1379,16 +1682,18 @@ mod tests {
             schedule: RateSchedule::default(),
             layout: vec![2, 0, 1],
         };
-        let mut m = Molecules::new(&p, 1, 0).unwrap();
-        let before = m.counts();
-        let err = m.advance(100.0, u64::MAX).unwrap_err();
-        assert_eq!(
-            err,
-            CoreError::CountOverflow {
-                species: 1,
-                subvolume: 1
-            }
-        );
-        assert_eq!(m.counts(), before);
+        for method in METHODS {
+            let mut m = solver(&p, 1, method);
+            let before = m.counts();
+            let err = m.advance(100.0, u64::MAX).unwrap_err();
+            assert_eq!(
+                err,
+                CoreError::CountOverflow {
+                    species: 1,
+                    subvolume: 1
+                }
+            );
+            assert_eq!(m.counts(), before);
+        }
     }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use redoxfield_core::lattice::cubic_lattice;
 use redoxfield_core::{
-    ensemble_totals, ExactSolver, Molecules, Nsm, OpSplit, OpSplitOptions, Problem, RateSchedule,
-    Reaction, Stream, SubvolumeGraph,
+    ensemble_totals, ExactSolver, Molecules, MoleculesMethod, Nsm, OpSplit, OpSplitOptions,
+    Problem, RateSchedule, Reaction, Stream, SubvolumeGraph,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -185,22 +185,29 @@ fn fuzz_problem_validation_and_construction() {
         let seed = g.below(1 << 20);
         // The molecules solver on the same input: a short run, its counts
         // and totals; every refusal an error, never a panic.
-        let molecules = catch_unwind(AssertUnwindSafe(|| match Molecules::new(&p, seed, 0) {
-            Err(_) => false,
-            Ok(mut m) => {
-                let _ = m.advance(1.0, 2000);
-                let counts = m.counts();
-                let totals = m.totals();
-                for (sp, &t) in totals.iter().enumerate() {
-                    let sum: u64 = counts
-                        .iter()
-                        .skip(sp)
-                        .step_by(m.n_species())
-                        .map(|&c| c as u64)
-                        .sum();
-                    assert_eq!(sum, t, "totals are the counts' sums");
+        let method = [
+            MoleculesMethod::Auto,
+            MoleculesMethod::Clocks,
+            MoleculesMethod::Thinning,
+        ][g.below(3) as usize];
+        let molecules = catch_unwind(AssertUnwindSafe(|| {
+            match Molecules::with_method(&p, seed, 0, method) {
+                Err(_) => false,
+                Ok(mut m) => {
+                    let _ = m.advance(1.0, 2000);
+                    let counts = m.counts();
+                    let totals = m.totals();
+                    for (sp, &t) in totals.iter().enumerate() {
+                        let sum: u64 = counts
+                            .iter()
+                            .skip(sp)
+                            .step_by(m.n_species())
+                            .map(|&c| c as u64)
+                            .sum();
+                        assert_eq!(sum, t, "totals are the counts' sums");
+                    }
+                    true
                 }
-                true
             }
         }));
         match molecules {
@@ -358,7 +365,7 @@ fn fuzz_opsplit_and_ensemble() {
                 // before its count overflows): the watchdog cancels the run.
                 with_watchdog(&cancel, || {
                     let solver = if g.chance(0.5) {
-                        ExactSolver::Molecules
+                        ExactSolver::Molecules(MoleculesMethod::Auto)
                     } else {
                         ExactSolver::Nsm
                     };

@@ -15,8 +15,8 @@ use numpy::{
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use redoxfield_core::{
-    ensemble_totals, Advance, CoreError, ExactSolver, Molecules, Nsm, OpSplit, OpSplitOptions,
-    Problem, RateSchedule, Reaction, SubvolumeGraph,
+    ensemble_totals, Advance, CoreError, ExactSolver, Molecules, MoleculesMethod, Nsm, OpSplit,
+    OpSplitOptions, Problem, RateSchedule, Reaction, SubvolumeGraph,
 };
 
 /// Python exceptions. In their own module so that the Python-visible name
@@ -683,7 +683,7 @@ type EnsembleArrays<'py> = (
     transport_coefficients, reactants, product_offsets, product_species, rate_class,
     rate_constants, counts, seed, replicates, times, regions = None, threads = 0,
     species_names = None, schedule_times = None, schedule_factors = None, layout = None,
-    solver = "nsm"))]
+    solver = "nsm", method = "auto"))]
 #[allow(clippy::too_many_arguments)]
 fn run_ensemble_totals<'py>(
     py: Python<'py>,
@@ -709,10 +709,11 @@ fn run_ensemble_totals<'py>(
     schedule_factors: Option<PyReadonlyArray2<f64>>,
     layout: Option<PyReadonlyArray1<i64>>,
     solver: &str,
+    method: &str,
 ) -> PyResult<EnsembleArrays<'py>> {
     let solver = match solver {
         "nsm" => ExactSolver::Nsm,
-        "molecules" => ExactSolver::Molecules,
+        "molecules" => ExactSolver::Molecules(molecules_method(method)?),
         other => {
             return Err(PyValueError::new_err(format!(
                 "solver {other:?} cannot run an ensemble of exact replicates; use \"nsm\" or \"molecules\""
@@ -987,13 +988,25 @@ struct MoleculesEngine {
     names: Names,
 }
 
+/// The molecules solver's `method` option by name.
+fn molecules_method(name: &str) -> PyResult<MoleculesMethod> {
+    match name {
+        "auto" => Ok(MoleculesMethod::Auto),
+        "clocks" => Ok(MoleculesMethod::Clocks),
+        "thinning" => Ok(MoleculesMethod::Thinning),
+        other => Err(PyValueError::new_err(format!(
+            "method {other:?} of the molecules solver must be \"auto\", \"clocks\" or \"thinning\""
+        ))),
+    }
+}
+
 #[pymethods]
 impl MoleculesEngine {
     #[new]
     #[pyo3(signature = (*, volumes, edge_offsets, edge_targets, edge_coupling, edge_class,
         transport_coefficients, reactants, product_offsets, product_species, rate_class,
         rate_constants, counts, seed, replicate = 0, species_names = None,
-        schedule_times = None, schedule_factors = None, layout = None))]
+        schedule_times = None, schedule_factors = None, layout = None, method = "auto"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         volumes: PyReadonlyArray1<f64>,
@@ -1014,7 +1027,9 @@ impl MoleculesEngine {
         schedule_times: Option<PyReadonlyArray1<f64>>,
         schedule_factors: Option<PyReadonlyArray2<f64>>,
         layout: Option<PyReadonlyArray1<i64>>,
+        method: &str,
     ) -> PyResult<Self> {
+        let method = molecules_method(method)?;
         let (problem, names) = problem_from_arrays(
             volumes,
             edge_offsets,
@@ -1032,8 +1047,24 @@ impl MoleculesEngine {
             (schedule_times, schedule_factors),
             layout,
         )?;
-        let solver = Molecules::new(&problem, seed, replicate).map_err(|e| names.error(e))?;
+        let solver = Molecules::with_method(&problem, seed, replicate, method)
+            .map_err(|e| names.error(e))?;
         Ok(MoleculesEngine { solver, names })
+    }
+
+    /// How this engine draws events: "clocks" or "thinning".
+    #[getter]
+    fn method(&self) -> &'static str {
+        match self.solver.method() {
+            MoleculesMethod::Thinning => "thinning",
+            _ => "clocks",
+        }
+    }
+
+    /// Thinning candidates rejected so far (0 with clocks).
+    #[getter]
+    fn rejected_candidates(&self) -> u64 {
+        self.solver.rejected_candidates()
     }
 
     #[getter]
