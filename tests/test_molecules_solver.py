@@ -126,6 +126,19 @@ solver_options = { tolerance = 0.05, threads = 1 }
     assert sc.simulation().solver == "opsplit"
     res = sim.run(t_end=0.02, dt_sample=0.01)
     assert res.solver == "molecules" and res.complete
+    forced = parse_scenario(
+        text.replace('"opsplit"', '"molecules"').replace(
+            "{ tolerance = 0.05, threads = 1 }", '{ method = "clocks" }'
+        )
+    ).simulation()
+    assert forced.solver_options == {"method": "clocks"}
+    assert forced.make_engine().method == "clocks"
+    with pytest.raises(rf.ScenarioError, match="method"):
+        parse_scenario(
+            text.replace('"opsplit"', '"molecules"').replace(
+                "{ tolerance = 0.05, threads = 1 }", '{ method = "fastest" }'
+            )
+        )
 
 
 # -- output file, no checkpoints, no resume -------------------------------------------
