@@ -285,6 +285,10 @@ pub struct Molecules {
     live: Vec<u32>,
     /// Thinning: rejected candidates so far.
     rejected: u64,
+    /// Thinning: the uniform that picks the next candidate's molecule, drawn
+    /// one candidate ahead so that its subvolume entry can be prefetched
+    /// (NaN until the first candidate).
+    next_pick: f64,
 }
 
 impl Molecules {
@@ -474,6 +478,7 @@ impl Molecules {
             bound: 0.0,
             live: Vec::new(),
             rejected: 0,
+            next_pick: f64::NAN,
         };
         solver.factors = solver.schedule.factors_at(0.0, n_reactions);
         solver.set_channels(n_classes);
@@ -972,7 +977,18 @@ impl Molecules {
     fn candidate(&mut self, t: f64) -> Result<Option<bool>, CoreError> {
         let n_live = self.live.len();
         debug_assert!(n_live > 0);
-        let pick = ((self.rng.uniform() * n_live as f64) as usize).min(n_live - 1);
+        if self.next_pick.is_nan() {
+            self.next_pick = self.rng.uniform();
+        }
+        let pick = ((self.next_pick * n_live as f64) as usize).min(n_live - 1);
+        self.next_pick = self.rng.uniform();
+        // The next candidate's entry, if no molecule comes or goes meanwhile.
+        let ahead = ((self.next_pick * n_live as f64) as usize).min(n_live - 1);
+        prefetch(
+            self.vox
+                .as_ptr()
+                .wrapping_add(unsafe { *self.live.get_unchecked(ahead) } as usize),
+        );
         // SAFETY: pick < live.len(); a live molecule's subvolume is stored,
         // its site a valid index, and a site's edges lie in the edge arrays
         // and lead to stored subvolumes.
