@@ -507,7 +507,7 @@ impl Molecules {
                 solver.bound > 0.0 && mean >= THINNING_MIN_ACCEPTANCE * solver.bound
             }
         };
-        // The molecules of M, in subvolume order, each with its clock.
+        // The molecules of M, in subvolume order.
         let initial: usize = (0..n)
             .map(|i| solver.counts[i * s + m] as usize)
             .sum::<usize>();
@@ -517,7 +517,9 @@ impl Molecules {
                  species {m}, but the initial counts have {initial} (use the nsm solver)"
             ));
         }
+        let mut total_rate = 0.0;
         if solver.thinning {
+            // Each molecule is its subvolume, densely; no slots, no clocks.
             solver.live.reserve(initial);
             for i in 0..n {
                 let k = std::mem::take(&mut solver.counts[i * s + m]);
@@ -525,28 +527,27 @@ impl Molecules {
                     .live
                     .extend(std::iter::repeat_n(i as u32, k as usize));
             }
-        }
-        let capacity = (SLOTS_PER_MOLECULE * initial)
-            .min(ROOMY_CAPACITY)
-            .max(initial + initial / 4)
-            .clamp(MIN_CAPACITY, MAX_MOLECULES);
-        let capacity = if solver.thinning { 0 } else { capacity };
-        solver.mols = Mols(vec![FREE_MOL; capacity]);
-        solver.free = (0..capacity as u32).rev().collect();
-        let mut total_rate = 0.0;
-        for i in 0..n {
-            let k = std::mem::take(&mut solver.counts[i * s + m]);
-            for _ in 0..k {
-                let id = solver.free.pop().expect("capacity >= initial") as usize;
-                solver.link(id, i);
-                let r = solver.rate(i);
-                total_rate += r;
-                let t = if r > 0.0 {
-                    first_time(0.0, solver.rng.exp1(), r)
-                } else {
-                    f64::INFINITY
-                };
-                solver.mols.0[id].time = t;
+        } else {
+            let capacity = (SLOTS_PER_MOLECULE * initial)
+                .min(ROOMY_CAPACITY)
+                .max(initial + initial / 4)
+                .clamp(MIN_CAPACITY, MAX_MOLECULES);
+            solver.mols = Mols(vec![FREE_MOL; capacity]);
+            solver.free = (0..capacity as u32).rev().collect();
+            for i in 0..n {
+                let k = std::mem::take(&mut solver.counts[i * s + m]);
+                for _ in 0..k {
+                    let id = solver.free.pop().expect("capacity >= initial") as usize;
+                    solver.link(id, i);
+                    let r = solver.rate(i);
+                    total_rate += r;
+                    let t = if r > 0.0 {
+                        first_time(0.0, solver.rng.exp1(), r)
+                    } else {
+                        f64::INFINITY
+                    };
+                    solver.mols.0[id].time = t;
+                }
             }
         }
         let static_times: Vec<f64> = (0..n)
@@ -561,6 +562,7 @@ impl Molecules {
             .collect();
         solver.static_queue = EventQueue::build(&static_times);
         if !solver.thinning {
+            let capacity = solver.mols.0.len();
             solver.queue = CalendarQueue::build_with_rate(capacity, &mut solver.mols, total_rate);
         }
         Ok(solver)
@@ -847,7 +849,12 @@ impl Molecules {
             return;
         }
         let old_static: Vec<f64> = (0..self.n).map(|i| self.static_propensity(i)).collect();
-        let old_rate: Vec<f64> = (0..self.n).map(|i| self.rate(i)).collect();
+        // The clocks' rates before the switch (thinning has no clocks).
+        let old_rate: Vec<f64> = if self.thinning {
+            Vec::new()
+        } else {
+            (0..self.n).map(|i| self.rate(i)).collect()
+        };
         self.factors = factors;
         let n_classes = self.fast_off.len() - 1;
         self.set_channels(n_classes);
@@ -856,21 +863,19 @@ impl Molecules {
             self.vox[i].inv_rate = 1.0 / r;
         }
         if self.thinning {
-            // No clocks to rescale: candidates read the new rates.
+            // Candidates read the new rates; only the bound follows them.
             self.bound = self.largest_rate();
-        }
-        let clocks = if self.thinning { 0 } else { self.mols.0.len() };
-        for id in 0..clocks {
-            let v = self.mols.0[id].voxel;
-            if v == NIL {
-                continue;
+        } else {
+            for id in 0..self.mols.0.len() {
+                let v = self.mols.0[id].voxel;
+                if v == NIL {
+                    continue;
+                }
+                let (a_old, a_new) = (old_rate[v as usize], self.rate(v as usize));
+                if a_old != a_new {
+                    self.mols.0[id].time = self.rescaled(ts, self.mols.0[id].time, a_old, a_new);
+                }
             }
-            let (a_old, a_new) = (old_rate[v as usize], self.rate(v as usize));
-            if a_old != a_new {
-                self.mols.0[id].time = self.rescaled(ts, self.mols.0[id].time, a_old, a_new);
-            }
-        }
-        if !self.thinning {
             self.rebuild_queue();
         }
         for (i, &a_old) in old_static.iter().enumerate() {
