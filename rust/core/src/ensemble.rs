@@ -24,14 +24,8 @@ pub enum ExactSolver {
     Molecules(MoleculesMethod),
 }
 
-/// What the ensemble needs of an exact solver.
-trait Replicate: Sized {
-    fn start(
-        problem: &Problem,
-        seed: u64,
-        replicate: u64,
-        solver: ExactSolver,
-    ) -> Result<Self, CoreError>;
+/// What the ensemble needs of a running exact solver.
+trait Replicate {
     fn advance(&mut self, t_stop: f64, max_events: u64) -> Result<Advance, CoreError>;
     fn totals(&self) -> Vec<u64>;
     fn counts_into(&self, out: &mut [u32]);
@@ -39,16 +33,8 @@ trait Replicate: Sized {
 }
 
 macro_rules! replicate_impl {
-    ($t:ty, $start:expr) => {
+    ($t:ty) => {
         impl Replicate for $t {
-            fn start(
-                problem: &Problem,
-                seed: u64,
-                replicate: u64,
-                solver: ExactSolver,
-            ) -> Result<Self, CoreError> {
-                $start(problem, seed, replicate, solver)
-            }
             fn advance(&mut self, t_stop: f64, max_events: u64) -> Result<Advance, CoreError> {
                 <$t>::advance(self, t_stop, max_events)
             }
@@ -64,11 +50,8 @@ macro_rules! replicate_impl {
         }
     };
 }
-replicate_impl!(Nsm, |p, seed, rep, _| Nsm::new(p, seed, rep));
-replicate_impl!(Molecules, |p, seed, rep, solver| match solver {
-    ExactSolver::Molecules(method) => Molecules::with_method(p, seed, rep, method),
-    ExactSolver::Nsm => Molecules::new(p, seed, rep),
-});
+replicate_impl!(Nsm);
+replicate_impl!(Molecules);
 
 /// Samples of an ensemble.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -140,11 +123,13 @@ pub fn ensemble_totals(
         .build()
         .map_err(|e| CoreError::InvalidInput(format!("cannot start worker threads: {e}")))?;
     let results: Vec<_> = pool.install(|| match solver {
-        ExactSolver::Nsm => {
-            run_all::<Nsm>(problem, seed, replicates, times, regions, solver, cancel)
-        }
-        ExactSolver::Molecules(_) => {
-            run_all::<Molecules>(problem, seed, replicates, times, regions, solver, cancel)
+        ExactSolver::Nsm => run_all(problem, replicates, times, regions, cancel, |rep| {
+            Nsm::new(problem, seed, rep)
+        }),
+        ExactSolver::Molecules(method) => {
+            run_all(problem, replicates, times, regions, cancel, |rep| {
+                Molecules::with_method(problem, seed, rep, method)
+            })
         }
     });
     let mut out = EnsembleOutput::default();
@@ -161,21 +146,20 @@ pub fn ensemble_totals(
     Ok(Some(out))
 }
 
-/// Every replicate with solver `R`, in parallel on the current pool, in
-/// replicate order.
+/// Every replicate, each started by `start(replicate)`, in parallel on the
+/// current pool, in replicate order.
 fn run_all<R: Replicate>(
     problem: &Problem,
-    seed: u64,
     replicates: &[u64],
     times: &[f64],
     regions: &[Vec<u32>],
-    solver: ExactSolver,
     cancel: &AtomicBool,
+    start: impl Fn(u64) -> Result<R, CoreError> + Sync,
 ) -> Vec<Result<Option<Samples>, CoreError>> {
     let (n, s) = (problem.n_subvolumes(), problem.n_species);
     let (n_t, n_g) = (times.len(), regions.len());
     let one = |rep: u64| -> Result<Option<Samples>, CoreError> {
-        let mut one = R::start(problem, seed, rep, solver)?;
+        let mut one = start(rep)?;
         let mut totals = Vec::with_capacity(n_t * s);
         let mut by_region = Vec::with_capacity(n_t * n_g * s);
         let mut counts = vec![0u32; n * s];
@@ -247,7 +231,11 @@ mod tests {
 
     /// The ensemble with `solver` against its replicates run one by one with
     /// `R`, on 1 and 2 threads, plus the cancel flag and bad inputs.
-    fn check_same_as_one_by_one<R: Replicate>(p: &Problem, solver: ExactSolver) {
+    fn check_same_as_one_by_one<R: Replicate>(
+        p: &Problem,
+        solver: ExactSolver,
+        start: impl Fn(u64) -> R,
+    ) {
         let n = p.n_subvolumes();
         let times = [0.0, 0.5, 1.0, 2.0];
         let regions = vec![vec![0, 1, 2], (0..n as u32).collect()];
@@ -257,7 +245,7 @@ mod tests {
             .unwrap()
             .unwrap();
         for (k, &rep) in reps.iter().enumerate() {
-            let mut one = R::start(p, 11, rep, solver).unwrap();
+            let mut one = start(rep);
             for (j, &t) in times.iter().enumerate() {
                 one.advance(t, u64::MAX).unwrap();
                 let off = (k * times.len() + j) * 2;
@@ -284,9 +272,13 @@ mod tests {
 
     #[test]
     fn same_as_one_by_one() {
-        check_same_as_one_by_one::<Nsm>(&problem(true), ExactSolver::Nsm);
+        let p = problem(true);
+        check_same_as_one_by_one(&p, ExactSolver::Nsm, |rep| Nsm::new(&p, 11, rep).unwrap());
+        let p = problem(false);
         for method in [MoleculesMethod::Clocks, MoleculesMethod::Thinning] {
-            check_same_as_one_by_one::<Molecules>(&problem(false), ExactSolver::Molecules(method));
+            check_same_as_one_by_one(&p, ExactSolver::Molecules(method), |rep| {
+                Molecules::with_method(&p, 11, rep, method).unwrap()
+            });
         }
     }
 
