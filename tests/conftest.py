@@ -40,3 +40,33 @@ def assert_ensemble_is_one_by_one(ens, make_engine, mask) -> None:
                 ens.region_totals[k, j, 0], engine.counts()[mask].sum(axis=0)
             )
         assert ens.events[k] == engine.total_events
+
+
+def tiny_scenario(shape: str, solver: str, solver_options: str) -> str:
+    """The TOML text of a tiny scenario: A (D = 10 µm²/s) born at 100 µM/s in
+    the region "src" (x < 0.2 µm) of a lattice of ``shape`` ("[nx, ny, nz]", 0.1
+    µm voxels), decaying at 5 /s, run to 0.02 s with ``solver`` and the inline
+    table ``solver_options``."""
+    return f"""
+name = "tiny"
+[geometry]
+shape = {shape}
+spacing = 0.1
+[regions]
+src = "x < 0.2"
+[[species]]
+name = "A"
+D = 10.0
+[[reactions]]
+equation = "-> A"
+k = 100.0
+region = "src"
+[[reactions]]
+equation = "A ->"
+k = 5.0
+[run]
+t_end = 0.02
+dt_sample = 0.01
+solver = "{solver}"
+solver_options = {solver_options}
+"""

@@ -27,7 +27,7 @@ import pytest
 import redoxfield as rf
 from redoxfield.errors import SimulationError
 
-from .conftest import assert_ensemble_is_one_by_one, needs_core
+from .conftest import assert_ensemble_is_one_by_one, needs_core, tiny_scenario
 
 pytestmark = needs_core
 
@@ -97,29 +97,8 @@ def test_two_of_the_moving_species_are_refused_naming_the_reaction(equation):
 def test_scenario_simulation_selects_the_solver():
     from redoxfield.scenario import parse_scenario
 
-    text = """
-name = "tiny"
-[geometry]
-shape = [4, 3, 3]
-spacing = 0.1
-[regions]
-src = "x < 0.2"
-[[species]]
-name = "A"
-D = 10.0
-[[reactions]]
-equation = "-> A"
-k = 100.0
-region = "src"
-[[reactions]]
-equation = "A ->"
-k = 5.0
-[run]
-t_end = 0.02
-dt_sample = 0.01
-solver = "opsplit"
-solver_options = { tolerance = 0.05, threads = 1 }
-"""
+    opsplit = "{ tolerance = 0.05, threads = 1 }"
+    text = tiny_scenario("[4, 3, 3]", "opsplit", opsplit)
     sc = parse_scenario(text)
     sim = sc.simulation(seed=3, solver="molecules")
     assert sim.solver == "molecules" and sim.solver_options == {} and sim.seed == 3
@@ -127,18 +106,12 @@ solver_options = { tolerance = 0.05, threads = 1 }
     res = sim.run(t_end=0.02, dt_sample=0.01)
     assert res.solver == "molecules" and res.complete
     forced = parse_scenario(
-        text.replace('"opsplit"', '"molecules"').replace(
-            "{ tolerance = 0.05, threads = 1 }", '{ method = "clocks" }'
-        )
+        tiny_scenario("[4, 3, 3]", "molecules", '{ method = "clocks" }')
     ).simulation()
     assert forced.solver_options == {"method": "clocks"}
     assert forced.make_engine().method == "clocks"
     with pytest.raises(rf.ScenarioError, match="method"):
-        parse_scenario(
-            text.replace('"opsplit"', '"molecules"').replace(
-                "{ tolerance = 0.05, threads = 1 }", '{ method = "fastest" }'
-            )
-        )
+        parse_scenario(tiny_scenario("[4, 3, 3]", "molecules", '{ method = "fastest" }'))
 
 
 # -- output file, no checkpoints, no resume -------------------------------------------

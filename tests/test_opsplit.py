@@ -31,7 +31,7 @@ import pytest
 
 import redoxfield as rf
 
-from .conftest import assert_ensemble_is_one_by_one, needs_core
+from .conftest import assert_ensemble_is_one_by_one, needs_core, tiny_scenario
 from .test_validation_birth_death import MOLECULES_PER_UM_UM3, _check_mean_and_variance
 
 pytestmark = needs_core
@@ -209,29 +209,7 @@ def test_bad_solver_options_name_the_option(b1_model):
 
 
 def test_scenario_selects_opsplit():
-    text = """
-name = "tiny"
-[geometry]
-shape = [6, 4, 4]
-spacing = 0.1
-[regions]
-source = "x < 0.2"
-[[species]]
-name = "A"
-D = 10.0
-[[reactions]]
-equation = "-> A"
-k = 100.0
-region = "source"
-[[reactions]]
-equation = "A ->"
-k = 5.0
-[run]
-t_end = 0.02
-dt_sample = 0.01
-solver = "opsplit"
-solver_options = { tolerance = 0.05, threads = 1 }
-"""
+    text = tiny_scenario("[6, 4, 4]", "opsplit", "{ tolerance = 0.05, threads = 1 }")
     from redoxfield.scenario import parse_scenario
 
     sc = parse_scenario(text)
